@@ -1,0 +1,1 @@
+"""One blueprint per API surface; each parses, calls the engine, and formats."""

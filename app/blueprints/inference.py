@@ -1,0 +1,60 @@
+"""The unified API: /v1/chat/completions, /v1/text/completions, /v1/completions, /v1/models."""
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, g, request
+
+from app.errors import bad_request
+from app.gateway import current_engine
+from app.providers.base import CHAT, TEXT
+from app.responses import json_response, served_headers, sse_response
+from app.engine import stamp
+from app.schemas import ParsedRequest, parse_chat, parse_text
+
+bp = Blueprint("inference", __name__)
+
+
+@bp.post("/v1/chat/completions")
+def chat_completions():
+    engine = current_engine()
+    return _serve(CHAT, parse_chat(read_json(), engine.known_providers))
+
+
+@bp.post("/v1/text/completions")
+@bp.post("/v1/completions")
+def text_completions():
+    engine = current_engine()
+    return _serve(TEXT, parse_text(read_json(), engine.known_providers))
+
+
+@bp.get("/v1/models")
+def list_models():
+    provider = request.args.get("provider") or None
+    models, errors = current_engine().list_models(g.ctx, only=provider)
+    if provider and provider in errors:
+        raise errors[provider]
+    body = {"object": "list", "data": models}
+    if errors:
+        body["errors"] = {name: error.message for name, error in errors.items()}
+    return json_response(body)
+
+
+def read_json() -> object:
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise bad_request("Invalid request format: the body is empty; send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"Invalid request format: {exc}") from None
+
+
+def _serve(request_type: str, parsed: ParsedRequest):
+    engine = current_engine()
+    ctx = g.ctx
+    if parsed.stream:
+        stream = engine.stream(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)
+        return sse_response(stream, request_type + "_stream", ctx)
+    reply = engine.complete(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)
+    response = json_response(stamp(reply.body, request_type, reply.served, ctx))
+    return served_headers(response, reply.served, request_type)

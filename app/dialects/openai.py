@@ -1,0 +1,63 @@
+"""The OpenAI dialect helpers for the canonical form.
+
+Canonical requests and replies already have OpenAI's chat/completions shape; what is
+left here are the conversions between the text-completion and chat forms, for
+providers that only offer chat.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+TEXT_ONLY_FIELDS = ("prompt", "echo", "suffix", "best_of", "logprobs")
+
+
+def text_request_to_chat(body: dict) -> dict:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise ValueError("only a single string prompt can be sent to a chat-only provider")
+        prompt = prompt[0]
+    chat = {name: value for name, value in body.items() if name not in TEXT_ONLY_FIELDS}
+    chat["messages"] = [{"role": "user", "content": prompt}]
+    return chat
+
+
+def chat_response_to_text(reply: dict) -> dict:
+    return {
+        "id": reply.get("id"),
+        "object": "text_completion",
+        "created": reply.get("created") or int(time.time()),
+        "model": reply.get("model"),
+        "choices": [
+            {
+                "text": (choice.get("message") or {}).get("content") or "",
+                "index": choice.get("index", 0),
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for choice in reply.get("choices") or []
+        ],
+        **({"usage": reply["usage"]} if reply.get("usage") else {}),
+    }
+
+
+def chat_chunk_to_text(chunk: dict) -> dict:
+    out: dict[str, Any] = {
+        "id": chunk.get("id"),
+        "object": "text_completion",
+        "created": chunk.get("created") or int(time.time()),
+        "model": chunk.get("model"),
+        "choices": [
+            {
+                "text": (choice.get("delta") or {}).get("content") or "",
+                "index": choice.get("index", 0),
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for choice in chunk.get("choices") or []
+        ],
+    }
+    if chunk.get("usage"):
+        out["usage"] = chunk["usage"]
+    return out

@@ -1,0 +1,1 @@
+"""Provider adapters, one module each; ``registry.build_provider`` picks one for a config."""

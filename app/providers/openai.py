@@ -1,0 +1,118 @@
+"""OpenAI and every provider that speaks its wire format.
+
+The canonical form *is* this dialect, so requests pass through: the body is forwarded
+with the model replaced, and unknown fields reach the upstream untouched.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import orjson
+
+from app import sse
+from app.config import Key, ProviderConfig
+from app.context import RequestContext
+from app.errors import GatewayError
+from app.providers.base import CHAT, TEXT, Provider
+from app.providers.catalog import OPENAI_COMPATIBLE, ProviderSpec
+
+
+def parse_error(body: Any) -> tuple[str, str | None, str | None, str | None]:
+    """OpenAI's error body: {"error": {"message", "type", "code", "param"}}."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code")
+        return (
+            str(error.get("message") or "upstream error"),
+            error.get("type"),
+            str(code) if code is not None else None,
+            error.get("param"),
+        )
+    if isinstance(error, str):
+        return error, None, None, None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"], None, None, None
+    return orjson.dumps(body).decode()[:500], None, None, None
+
+
+class OpenAIProvider(Provider):
+    def __init__(self, config: ProviderConfig, spec: ProviderSpec | None = None) -> None:
+        super().__init__(config)
+        self.spec = spec or OPENAI_COMPATIBLE.get(config.kind) or OPENAI_COMPATIBLE["openai"]
+        self.base_url = config.network.base_url or self.spec.base_url
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def url(self, request_type: str, model: str, key: Key | None) -> str:
+        override = self.config.request_path_overrides.get(request_type)
+        if override:
+            return self.base_url + override
+        if request_type == TEXT:
+            if self.spec.text_path is None:
+                raise self.unsupported(TEXT)
+            return self.base_url + self.spec.text_path
+        if request_type == "list_models":
+            return self.base_url + self.spec.models_path
+        return self.base_url + self.spec.chat_path
+
+    def headers(self, key: Key | None, ctx: RequestContext) -> dict[str, str]:
+        headers = super().headers(key, ctx)
+        if key is not None and key.value:
+            headers["Authorization"] = "Bearer " + key.value
+        return headers
+
+    # -- request types --------------------------------------------------------------------
+
+    def chat_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        return self.post_json(self.url(CHAT, model, key), {**body, "model": model}, self.headers(key, ctx), ctx, parse_error)
+
+    def text_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        return self.post_json(self.url(TEXT, model, key), {**body, "model": model}, self.headers(key, ctx), ctx, parse_error)
+
+    def chat_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        return self._stream(CHAT, body, model, key, ctx)
+
+    def text_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        return self._stream(TEXT, body, model, key, ctx)
+
+    def list_models(self, key: Key | None, ctx: RequestContext) -> list[dict]:
+        reply = self.get_json(self.url("list_models", "", key), self.headers(key, ctx), ctx, parse_error)
+        return list(reply.get("data") or []) if isinstance(reply, dict) else []
+
+    # -- streams --------------------------------------------------------------------------
+
+    def _stream(self, request_type: str, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        payload = {**body, "model": model, "stream": True}
+        if self.spec.stream_usage_option:
+            # Usage comes only when asked for; the gateway always needs it.
+            payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        response, pieces = self.open_stream(self.url(request_type, model, key), payload, self.headers(key, ctx), ctx, parse_error)
+        return self._chunks(response, pieces)
+
+    def _chunks(self, response, pieces: Iterator[bytes]) -> Iterator[dict]:
+        finished = False
+        try:
+            for event in sse.iter_events(pieces):
+                if event.data == b"[DONE]":
+                    finished = True
+                    break
+                if not event.data:
+                    continue
+                try:
+                    chunk = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    raise self.malformed_event(event.data) from None
+                if not isinstance(chunk, dict):
+                    raise self.malformed_event(event.data)
+                if "error" in chunk and "choices" not in chunk:
+                    message, error_type, code, param = parse_error(chunk)
+                    raise GatewayError(message, 502, error_type=error_type, code=code, param=param, retryable=True)
+                yield chunk
+            if not finished:
+                raise self.stream_cut()
+        finally:
+            # Closing (not releasing) drops a half-read connection instead of reusing it.
+            if finished:
+                response.release_conn()
+            else:
+                response.close()

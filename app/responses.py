@@ -1,0 +1,79 @@
+"""Turning engine results into HTTP responses: JSON bodies, SSE streams, errors."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator
+
+import orjson
+from flask import Response
+
+from app import sse
+from app.context import RequestContext
+from app.engine import Served, Stream, stamp
+from app.errors import GatewayError
+
+log = logging.getLogger("bifrost.http")
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx would otherwise buffer the stream
+}
+
+
+def json_response(body: dict, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def error_response(error: GatewayError) -> Response:
+    return json_response(error.to_dict(), error.http_status)
+
+
+def served_headers(response: Response, served: Served, request_type: str) -> Response:
+    response.headers["x-bifrost-provider"] = served.provider
+    response.headers["x-bifrost-request-type"] = request_type
+    if served.fallback_index:
+        response.headers["x-bifrost-fallback-index"] = str(served.fallback_index)
+    return response
+
+
+def sse_response(
+    stream: Stream,
+    request_type: str,
+    ctx: RequestContext,
+    convert: Callable[[dict], dict] | None = None,
+) -> Response:
+    """Stream canonical chunks as ``data:`` frames, ending in [DONE] or an error event."""
+    body = _sse_frames(stream, request_type, ctx, convert)
+    response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    return served_headers(response, stream.served, request_type)
+
+
+def _sse_frames(
+    stream: Stream, request_type: str, ctx: RequestContext, convert: Callable[[dict], dict] | None
+) -> Iterator[bytes]:
+    served = stream.served
+    try:
+        for chunk in stream:
+            if convert is not None:
+                chunk = convert(chunk)
+            # The total latency is known when the usage arrives, in the last chunk.
+            yield sse.data_frame(stamp(chunk, request_type, served, ctx, latency="usage" in chunk))
+        yield sse.DONE_FRAME
+    except GatewayError as error:
+        # After the first byte the status is sent; the client learns of the failure
+        # from an error event, and the missing [DONE] tells it the answer is cut.
+        error.provider = error.provider or served.provider
+        error.model = error.model or served.model
+        error.request_type = error.request_type or request_type
+        log.warning("request %s: stream from %s failed: %s", ctx.request_id, served.provider, error.message)
+        yield sse.data_frame(error.to_dict())
+    except Exception:
+        log.exception("request %s: stream failed", ctx.request_id)
+        yield sse.data_frame(internal_error(ctx).to_dict())
+    finally:
+        stream.close()
+
+
+def internal_error(ctx: RequestContext | None) -> GatewayError:
+    suffix = f" (request id {ctx.request_id})" if ctx else ""
+    return GatewayError("internal gateway error" + suffix, 500, error_type="internal_error", is_bifrost_error=True)

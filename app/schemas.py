@@ -1,0 +1,154 @@
+"""Request bodies of the unified API: validation and normalisation into canonical form.
+
+marshmallow checks the top-level fields a route relies on and names the bad one;
+everything else in the body is kept as it is, so OpenAI-compatible upstreams see
+fields the gateway does not know about. Messages are normalised, not deeply checked:
+the provider knows its own rules and answers with a precise error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+
+from app.errors import GatewayError, bad_request
+
+ROUTING_FIELDS = ("model", "fallbacks", "params", "provider")
+
+
+@dataclass(frozen=True)
+class Target:
+    provider: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass
+class ParsedRequest:
+    body: dict  # canonical body without routing fields
+    target: Target
+    fallbacks: list[Target]
+    stream: bool
+
+
+class _Body(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    model = fields.String(required=True, validate=validate.Length(min=1),
+                          error_messages={"required": "model is required"})
+    fallbacks = fields.List(fields.Raw(), load_default=list)
+    params = fields.Dict(load_default=None, allow_none=True)
+    stream = fields.Boolean(load_default=False, allow_none=True)
+
+
+class ChatBody(_Body):
+    messages = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, error="messages cannot be empty"),
+                           error_messages={"required": "messages is required for chat completion"})
+
+
+class TextBody(_Body):
+    # The spec's body names the prompt "text"; OpenAI's names it "prompt". Either works.
+    prompt = fields.Raw()
+    text = fields.Raw()
+
+
+_chat_schema = ChatBody()
+_text_schema = TextBody()
+
+
+def parse_chat(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
+    data = _load(_chat_schema, body)
+    for index, message in enumerate(data["messages"]):
+        normalise_message(message, index)
+    return _finish(data, known_providers)
+
+
+def parse_text(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
+    data = _load(_text_schema, body)
+    text = data.pop("text", None)
+    prompt = data.get("prompt", text)
+    if prompt is None or prompt == "" or prompt == []:
+        raise bad_request("prompt is required for text completion", param="prompt")
+    if not isinstance(prompt, (str, list)):
+        raise bad_request("prompt must be a string or a list of strings", param="prompt")
+    data["prompt"] = prompt
+    return _finish(data, known_providers)
+
+
+def split_model(value: str, known_providers: frozenset[str], param: str = "model") -> Target:
+    """"provider/model" split on the first "/": openrouter/anthropic/claude keeps the rest."""
+    provider, slash, model = value.partition("/")
+    if not slash:
+        raise GatewayError(
+            f"provider is required in model field (format: provider/model), got {value!r}", 400,
+            error_type="invalid_request_error", code="missing_provider", param=param,
+        )
+    if provider not in known_providers:
+        raise GatewayError(
+            f"Invalid provider: {provider}", 400, error_type="invalid_request_error", code="invalid_provider", param=param
+        )
+    if not model:
+        raise bad_request(f"model name is missing after {provider}/", param=param)
+    return Target(provider, model)
+
+
+def normalise_message(message: dict, index: int) -> None:
+    """Bring the spec's content forms into OpenAI's: {"content_str": s} becomes s."""
+    role = message.get("role")
+    if not isinstance(role, str):
+        raise bad_request("each message needs a string role", param=f"messages[{index}].role")
+    content = message.get("content")
+    if isinstance(content, dict):
+        if "content_str" in content:
+            message["content"] = content["content_str"]
+        elif "content_blocks" in content:
+            message["content"] = content["content_blocks"]
+        else:
+            raise bad_request(
+                "content must be a string, a list of parts, or {\"content_str\": ...}",
+                param=f"messages[{index}].content",
+            )
+
+
+def _load(schema: Schema, body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        field, problems = next(iter(exc.messages.items()))
+        if isinstance(problems, dict):  # list item errors: {index: [...]}
+            index, inner = next(iter(problems.items()))
+            field, problems = f"{field}[{index}]", inner
+        message = problems[0] if isinstance(problems, list) else str(problems)
+        if not message.startswith(field.split("[")[0]):
+            message = f"{field}: {message}"
+        raise bad_request(message, param=field) from None
+
+
+def _finish(data: dict, known_providers: frozenset[str]) -> ParsedRequest:
+    target = split_model(data.pop("model"), known_providers)
+    fallbacks = [_fallback(item, i, known_providers) for i, item in enumerate(data.pop("fallbacks"))]
+    params = data.pop("params", None)
+    data.pop("provider", None)
+    if params:
+        # The legacy "params" object; a field given at the top level wins over it.
+        for name, value in params.items():
+            data.setdefault(name, value)
+    stream = bool(data.get("stream"))
+    if data.get("stream") is None:
+        data.pop("stream", None)
+    return ParsedRequest(body=data, target=target, fallbacks=fallbacks, stream=stream)
+
+
+def _fallback(item: Any, index: int, known_providers: frozenset[str]) -> Target:
+    param = f"fallbacks[{index}]"
+    if isinstance(item, dict) and isinstance(item.get("provider"), str) and isinstance(item.get("model"), str):
+        item = f"{item['provider']}/{item['model']}"  # the pre-v1 object form
+    if not isinstance(item, str):
+        raise bad_request("each fallback must be a \"provider/model\" string", param=param)
+    return split_model(item, known_providers, param=param)

@@ -1,0 +1,113 @@
+"""The HTTP client every provider adapter uses to reach its upstream.
+
+urllib3 directly, not ``requests``: on the hot path a PoolManager costs far less CPU
+per call, and under gevent its sockets are cooperative once the worker is patched.
+Network failures become GatewayErrors here, so adapters only see HTTP responses.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterator, Mapping
+
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError
+
+from app.context import RequestContext
+from app.errors import GatewayError
+
+# One pool per worker process. ``block=False`` opens extra connections past maxsize
+# instead of waiting (urllib3's blocking queue can hang greenlets), and they are
+# discarded when the burst is over.
+_pool = urllib3.PoolManager(num_pools=64, maxsize=512, block=False, retries=False)
+
+CONNECT_TIMEOUT = 10.0
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    timeout: float,
+    ctx: RequestContext,
+    stream: bool = False,
+) -> urllib3.BaseHTTPResponse:
+    """Send one request; with ``stream`` the body is left unread for ``iter_body``.
+
+    ``timeout`` bounds the connect and every read, so a stalled upstream fails after
+    ``timeout`` seconds of silence rather than hanging the client.
+    """
+    started = time.perf_counter()
+    try:
+        return _pool.request(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT), read=timeout),
+            preload_content=not stream,
+            retries=False,
+            redirect=False,
+        )
+    except NewConnectionError as exc:  # before the timeouts: urllib3 makes it a ConnectTimeoutError subclass
+        raise connection_error(exc) from None
+    except (ConnectTimeoutError, ReadTimeoutError, TimeoutError):
+        raise timeout_error(timeout) from None
+    except (ProtocolError, HTTPError, OSError) as exc:
+        raise connection_error(exc) from None
+    finally:
+        ctx.upstream_seconds += time.perf_counter() - started
+
+
+def iter_body(response: urllib3.BaseHTTPResponse, idle_timeout: float, ctx: RequestContext) -> Iterator[bytes]:
+    """Yield the body as the upstream sends it, each piece the moment it arrives.
+
+    The socket's read timeout (set by ``send``) bounds the silence between pieces;
+    ``idle_timeout`` is that same figure, for the error message.
+    """
+    if response.chunked:
+        pieces = response.read_chunked(decode_content=True)
+    else:  # read1 returns what one socket read gives, where read(n) would wait for n bytes
+        pieces = iter(lambda: response.read1(65536), b"")
+    try:
+        while True:
+            started = time.perf_counter()
+            try:
+                piece = next(pieces, None)
+            finally:
+                ctx.upstream_seconds += time.perf_counter() - started
+            if piece is None:
+                return
+            if piece:
+                yield piece
+    except (ReadTimeoutError, TimeoutError):
+        raise GatewayError(
+            f"upstream stream stalled: no data for {idle_timeout:g}s", 504, type="request_timed_out",
+            error_type="timeout", is_bifrost_error=True, retryable=True,
+        ) from None
+    except (ProtocolError, HTTPError, OSError) as exc:
+        raise GatewayError(
+            f"upstream stream broke off: {_reason(exc)}", 502, error_type="upstream_stream_error",
+            is_bifrost_error=True, retryable=True,
+        ) from None
+
+
+def timeout_error(timeout: float) -> GatewayError:
+    return GatewayError(
+        f"upstream request timed out after {timeout:g}s", 504, type="request_timed_out",
+        error_type="timeout", is_bifrost_error=True, retryable=True,
+    )
+
+
+def connection_error(exc: BaseException) -> GatewayError:
+    return GatewayError(
+        f"cannot reach upstream: {_reason(exc)}", 502, error_type="upstream_connection_error",
+        is_bifrost_error=True, retryable=True,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    # urllib3 wraps the interesting part, e.g. "...: [Errno 111] Connection refused"
+    return text.rsplit(": ", 1)[-1] if "Errno" in text else text

@@ -42,7 +42,7 @@ class _Body(Schema):
                           error_messages={"required": "model is required"})
     fallbacks = fields.List(fields.Raw(), load_default=list)
     params = fields.Dict(load_default=None, allow_none=True)
-    stream = fields.Boolean(load_default=False, allow_none=True)
+    stream = fields.Boolean(allow_none=True)
 
 
 class ChatBody(_Body):

@@ -1,0 +1,83 @@
+"""Running the real gateway, gunicorn with gevent workers, for integration tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayProcess:
+    """``gunicorn -c gunicorn.conf.py wsgi:app`` on a free port with a given config.json."""
+
+    def __init__(self, config: dict | None, *, workers: int = 1, env: dict | None = None, app_dir: str | None = None):
+        self.config = config
+        self.workers = workers
+        self.extra_env = env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = tempfile.TemporaryDirectory(prefix="bifrost-test-")
+        self.app_dir = app_dir or self._dir.name
+        self.log_path = Path(self._dir.name) / "gateway.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "GatewayProcess":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BIFROST_")}
+        env.update({"BIFROST_APP_DIR": self.app_dir, "PYTHONUNBUFFERED": "1"}, **self.extra_env)
+        if self.config is not None:
+            path = Path(self._dir.name) / "config.json"
+            path.write_text(json.dumps(self.config))
+            env["BIFROST_CONFIG"] = str(path)
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app",
+             "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as reply:
+                    if reply.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway did not become healthy in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def __enter__(self) -> "GatewayProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self._dir.cleanup()

@@ -85,7 +85,8 @@ class Reset(Behaviour):
 @dataclass(frozen=True)
 class CutStream(Behaviour):
     """Stream `after_chunks` events normally, then drop the connection: no terminating chunk,
-    no [DONE] / message_stop.  reset=True closes with RST instead of FIN."""
+    no [DONE] / message_stop (even if after_chunks >= the stream's length).  reset=True closes
+    with RST instead of FIN.  On a non-streaming request: headers and half the JSON body."""
     after_chunks: int
     reset: bool = False
 
@@ -95,8 +96,9 @@ class CutStream(Behaviour):
 
 @dataclass(frozen=True)
 class MalformedChunk(Behaviour):
-    """Stream `after_chunks` good events, then `data: {not json`, then the rest of the stream
-    (resume=True) or the end of the response (resume=False)."""
+    """Stream `after_chunks` good events, then `data: {not json` (Anthropic: with
+    `event: content_block_delta`), then the rest of the stream (resume=True) or the clean end of
+    the response (resume=False).  On a non-streaming request the body is `{not json`."""
     after_chunks: int
     resume: bool = True
 
@@ -113,7 +115,9 @@ class Stream(Behaviour):
     gap: float = 0.0
 
     def prepare(self, ex) -> None:
-        ex.options.update(chunks=self.chunks, first_delay=self.first_delay, gap=self.gap)
+        if self.chunks is not None:
+            ex.options["chunks"] = self.chunks
+        ex.options.update(first_delay=self.first_delay, gap=self.gap)
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ def count_tokens(text) -> int:
 def split_text(text: str, pieces: int | None) -> list[str]:
     """Split `text` into stream pieces that join back to the streamed content.
 
-    pieces=None: one piece per word (" from", " the", ...).  If more pieces are asked for than
-    there are words, the text is repeated until there are enough words (the streamed content is
-    then the joined pieces, which is what the usage numbers count).
+    pieces=None: one piece per word ("Hello", " from", " the", ...).  Fewer pieces than words:
+    words are grouped evenly.  More pieces than words: the text is repeated until there are enough
+    words (the streamed content is then the joined pieces, which is what usage counts).
     """
     words = text.split(" ")
     tokens = [w if i == 0 else " " + w for i, w in enumerate(words)]

@@ -363,7 +363,6 @@ class OpenAIDialect:
     def invalid(self, exc: Invalid) -> Response:
         return self.error(400, exc.message, param=exc.param, code=exc.code)
 
-
     # -- checking ------------------------------------------------------------------------------
     def check(self, req, endpoint: Endpoint, upstream) -> Response | None:
         azure = endpoint.deployment is not None

@@ -80,7 +80,7 @@ class Exchange:
 
     def respond(self, **options) -> None:
         self.options.update(options)
-        self._send(self.dialect.build(self.request, self.endpoint, self.options))
+        self._send(self.dialect.build(self.request, self.endpoint, self.options, self.handler.server.fake))
 
     def send_error(self, status: int, message: str | None = None, headers: dict | None = None,
                    error_type: str | None = None) -> None:
@@ -100,10 +100,15 @@ class Exchange:
     # -- writing -----------------------------------------------------------------------------
     def _send(self, resp: Response) -> None:
         self.done = True
-        if resp.events is None:
-            self.handler.send_json(resp.status, resp.body, resp.headers)
-        else:
+        if resp.events is not None:
             self._stream(resp)
+            return
+        opts = self.options
+        data = json.dumps(resp.body).encode()
+        if opts.get("malformed_after") is not None:
+            data = b"{not json"         # MalformedChunk on a plain JSON reply
+        cut = opts.get("cut_after") is not None     # CutStream on a plain JSON reply: half the body
+        self.handler.send_json(resp.status, data, resp.headers, cut=cut, rst=bool(opts.get("cut_reset")))
 
     def _stream(self, resp: Response) -> None:
         h, opts = self.handler, self.options
@@ -131,7 +136,6 @@ class Exchange:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeUpstream/1.0"
-    sys_version = ""
     server: "_Server"
 
     # -- connection lifecycle ----------------------------------------------------------------
@@ -155,6 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             if not self.server.stopping.is_set():
                 raise
+
+    def version_string(self):
+        return self.server_version
 
     def log_message(self, format, *args):  # noqa: A002 - quiet: tests read fake.requests instead
         pass
@@ -221,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
             resp = openai.DIALECT.error(404, f"Invalid URL ({self.command} {url.path})", request=req)
             self.send_json(resp.status, resp.body, resp.headers)
             return
-        rejection = dialect.check(req, endpoint, fake.api_keys)
+        rejection = dialect.check(req, endpoint, fake)
         if rejection is not None:
             self.send_json(rejection.status, rejection.body, rejection.headers)
             return
@@ -239,15 +246,22 @@ class _Handler(BaseHTTPRequestHandler):
         reason = self.responses.get(status, ("Overloaded" if status == 529 else "Error",))[0]
         self.send_response(status, reason)
 
-    def send_json(self, status: int, body, headers: dict):
-        data = json.dumps(body).encode()
+    def send_json(self, status: int, body, headers: dict, cut: bool = False, rst: bool = False):
+        """Send a JSON reply (body: object or already-encoded bytes); cut=True sends the headers and
+        half the body, then drops the connection."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self._status_line(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, str(value))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if cut:
+            self.wfile.write(data[:len(data) // 2])
+            self.abort(rst=rst)
+        else:
             self.wfile.write(data)
 
     def start_stream(self, status: int, headers: dict):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import orjson
 from flask import Response
@@ -40,20 +40,65 @@ def sse_response(
     stream: Stream,
     request_type: str,
     ctx: RequestContext,
+    *,
+    client_wants_usage_chunk: bool,
     convert: Callable[[dict], dict] | None = None,
 ) -> Response:
-    """Stream canonical chunks as ``data:`` frames, ending in [DONE] or an error event."""
-    body = _sse_frames(stream, request_type, ctx, convert)
+    """Stream canonical chunks as ``data:`` frames, ending in [DONE] or an error event.
+
+    Upstreams are always asked for usage; a client that did not ask for OpenAI's
+    separate usage chunk (``stream_options.include_usage``) gets the usage folded
+    into its final chunk instead, so every chunk it sees has a choice.
+    """
+    chunks: Iterator[dict] = iter(stream) if client_wants_usage_chunk else fold_usage(stream)
+    body = _sse_frames(stream, chunks, request_type, ctx, convert)
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
     return served_headers(response, stream.served, request_type)
 
 
+def fold_usage(chunks: Iterable[dict]) -> Iterator[dict]:
+    """Merge a usage-only chunk (``choices: []``) into the finishing chunk before it.
+
+    Only a chunk that finishes a choice is held back, until the next event shows
+    whether usage follows (it comes right after); content chunks pass at once.
+    """
+    held: dict | None = None  # a finishing chunk waiting for its usage
+    try:
+        for chunk in chunks:
+            usage_only = not chunk.get("choices") and chunk.get("usage")
+            if held is not None:
+                if usage_only:
+                    held["usage"] = chunk["usage"]
+                    chunk, usage_only = held, False
+                else:
+                    yield held
+                held = None
+            elif _finishes(chunk) and not chunk.get("usage"):
+                held = chunk
+                continue
+            yield chunk
+    except GatewayError:
+        if held is not None:  # the content was complete; the error event still follows
+            yield held
+        raise
+    if held is not None:
+        yield held
+
+
+def _finishes(chunk: dict) -> bool:
+    return any(choice.get("finish_reason") for choice in chunk.get("choices") or ())
+
+
 def _sse_frames(
-    stream: Stream, request_type: str, ctx: RequestContext, convert: Callable[[dict], dict] | None
+    stream: Stream,
+    chunks: Iterator[dict],
+    request_type: str,
+    ctx: RequestContext,
+    convert: Callable[[dict], dict] | None,
 ) -> Iterator[bytes]:
     served = stream.served
     try:
-        for chunk in stream:
+        for chunk in chunks:
             if convert is not None:
                 chunk = convert(chunk)
             # The total latency is known when the usage arrives, in the last chunk.

@@ -108,6 +108,15 @@ def connection_error(exc: BaseException) -> GatewayError:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) or exc.__class__.__name__
-    # urllib3 wraps the interesting part, e.g. "...: [Errno 111] Connection refused"
-    return text.rsplit(": ", 1)[-1] if "Errno" in text else text
+    """The root cause in a few words: urllib3 nests the OSError that says it."""
+    seen = 0
+    while seen < 5:
+        seen += 1
+        inner = next((arg for arg in getattr(exc, "args", ()) if isinstance(arg, BaseException)), None)
+        inner = inner or exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or exc.__class__.__name__

@@ -54,7 +54,8 @@ def _serve(request_type: str, parsed: ParsedRequest):
     ctx = g.ctx
     if parsed.stream:
         stream = engine.stream(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)
-        return sse_response(stream, request_type + "_stream", ctx)
+        wants_usage = bool((parsed.body.get("stream_options") or {}).get("include_usage"))
+        return sse_response(stream, request_type + "_stream", ctx, client_wants_usage_chunk=wants_usage)
     reply = engine.complete(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)
     response = json_response(stamp(reply.body, request_type, reply.served, ctx))
     return served_headers(response, reply.served, request_type)

@@ -56,7 +56,16 @@ class AnthropicProvider(Provider):
         return chat_response_to_text(self.chat_completion(self._as_chat(body), model, key, ctx))
 
     def text_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
-        return (chat_chunk_to_text(chunk) for chunk in self.chat_completion_stream(self._as_chat(body), model, key, ctx))
+        chunks = self.chat_completion_stream(self._as_chat(body), model, key, ctx)  # opens the request now
+        return self._as_text(chunks)
+
+    @staticmethod
+    def _as_text(chunks: Iterator[dict]) -> Iterator[dict]:
+        try:
+            for chunk in chunks:
+                yield chat_chunk_to_text(chunk)
+        finally:
+            chunks.close()  # a client gone mid-stream closes the upstream at once
 
     def list_models(self, key: Key | None, ctx: RequestContext) -> list[dict]:
         reply = self.get_json(self.base_url + "/v1/models?limit=1000", self.headers(key, ctx), ctx, parse_error)

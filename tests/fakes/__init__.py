@@ -1,4 +1,18 @@
-"""Fake upstream LLM providers for the integration tests (see server.FakeUpstream)."""
+"""Fake upstream LLM providers for the integration tests.
+
+    from tests.fakes import FakeUpstream, Status, CutStream
+
+    with FakeUpstream(api_keys={"sk-good"}) as fake:      # http://127.0.0.1:<port>, both dialects
+        fake.plan(Status(429, headers={"retry-after": "1"}), CutStream(2), model="gpt-4o-mini")
+        ...                                               # point the gateway at fake.url
+        assert fake.requests[-1].body["messages"][0]["role"] == "system"
+
+Routes: OpenAI /v1/chat/completions, /chat/completions (Perplexity), /v1/completions, /v1/models,
+Azure /openai/deployments/{deployment}/(chat/)completions?api-version=...; Anthropic /v1/messages
+(+ /v1/messages/count_tokens, and /v1/models when anthropic headers are sent).
+Requests are authenticated and validated BEFORE a planned behaviour is taken, so a rejected request
+(401/400/404) never consumes a plan.
+"""
 from .behaviours import (Behaviour, Combine, CutStream, Delay, MalformedChunk, Reply, Reset, Stall, Status,
                          Stream)
 from .server import FakeUpstream, Recorded

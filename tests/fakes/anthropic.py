@@ -96,7 +96,7 @@ def validate_block(block, p: str) -> None:
     kind = block.get("type", _MISSING)
     if kind is _MISSING:
         raise Invalid(f"{p}: Unable to extract tag using discriminator 'type'")
-    if kind not in BLOCK_FIELDS:
+    if not isinstance(kind, str) or kind not in BLOCK_FIELDS:
         expected = ", ".join(f"'{t}'" for t in BLOCK_FIELDS)
         raise Invalid(f"{p}: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
                       f"{expected}")
@@ -108,6 +108,9 @@ def validate_block(block, p: str) -> None:
     for key in BLOCK_REQUIRED.get(kind, ()):
         if key not in block:
             raise Invalid(f"{p}.{kind}.{key}: Field required")
+    for key in ("id", "tool_use_id", "name"):
+        if key in block and not isinstance(block[key], str):
+            raise Invalid(f"{p}.{kind}.{key}: Input should be a valid string")
     if kind == "text":
         if not isinstance(block["text"], str):
             raise Invalid(f"{p}.text.text: Input should be a valid string")
@@ -167,11 +170,13 @@ def _blocks(msg: dict, kind: str) -> list:
 
 def validate_tool_pairing(messages: list) -> None:
     for i, msg in enumerate(messages):
-        prev = messages[i - 1] if i > 0 else None
-        offered = {b.get("id") for b in _blocks(prev, "tool_use")} if prev and prev.get("role") == "assistant" else set()
+        prev = messages[i - 1] if i > 0 else {}
+        offered = {b.get("id") for b in _blocks(prev, "tool_use")} if prev.get("role") == "assistant" else set()
         content = msg.get("content") if isinstance(msg.get("content"), list) else []
         for j, block in enumerate(content):
-            if isinstance(block, dict) and block.get("type") == "tool_result" and block.get("tool_use_id") not in offered:
+            if not isinstance(block, dict) or block.get("type") != "tool_result":
+                continue
+            if block.get("tool_use_id") not in offered:
                 raise Invalid(f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
                               f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
                               "`tool_use` block in the previous message.")

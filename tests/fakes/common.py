@@ -45,15 +45,14 @@ def split_text(text: str, pieces: int | None) -> list[str]:
     """
     words = text.split(" ")
     tokens = [w if i == 0 else " " + w for i, w in enumerate(words)]
-    if pieces is None or pieces == len(tokens):
+    if pieces is None:
         return tokens
     pieces = max(1, pieces)
-    while len(tokens) < pieces:
-        tokens += [" " + w for w in words]
-    if len(tokens) > pieces:        # fewer pieces than words: group words evenly
-        groups = split_even_list(tokens, pieces)
-        return ["".join(g) for g in groups]
-    return tokens
+    if pieces > len(tokens):
+        while len(tokens) < pieces:
+            tokens += [" " + w for w in words]
+        return tokens[:pieces]
+    return ["".join(group) for group in split_even_list(tokens, pieces)]
 
 
 def split_even_list(items: list, pieces: int) -> list[list]:
@@ -82,14 +81,15 @@ def example_arguments(schema) -> dict:
     """
     if not isinstance(schema, dict):
         return {"location": "Paris"}
-    props = schema.get("properties") or {}
-    required = [name for name in schema.get("required") or [] if isinstance(name, str)]
+    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    required = [name for name in required if isinstance(name, str)]
     if not required:
         return {"location": "Paris"}
     args = {}
     for name in required:
         prop = props.get(name) if isinstance(props.get(name), dict) else {}
-        if prop.get("enum"):
+        if isinstance(prop.get("enum"), list) and prop["enum"]:
             args[name] = prop["enum"][0]
             continue
         kind = prop.get("type")

@@ -174,6 +174,8 @@ def validate_tool_calls(calls, p: str) -> set:
         for key in ("id", "type", "function"):
             if key not in call:
                 raise missing(f"{q}.{key}")
+        if not isinstance(call["id"], str):
+            raise wrong_type(f"{q}.id", "a string", call["id"])
         fn = call["function"]
         if not isinstance(fn, dict):
             raise wrong_type(f"{q}.function", "an object", fn)
@@ -214,6 +216,8 @@ def validate_messages(body: dict) -> None:
             call_id = msg.get("tool_call_id", _MISSING)
             if call_id is _MISSING:
                 raise missing(f"{p}.tool_call_id")
+            if not isinstance(call_id, str):
+                raise wrong_type(f"{p}.tool_call_id", "a string", call_id)
             if pending is None:
                 raise Invalid("Invalid parameter: messages with role 'tool' must be a response to a preceeding "
                               "message with 'tool_calls'.", f"messages.[{i}].role")
@@ -280,8 +284,8 @@ def message_text(content) -> str:
     return ""
 
 
-def prompt_tokens(body: dict) -> int:
-    if "messages" in body:
+def prompt_tokens(body: dict, kind: str = "chat") -> int:
+    if kind == "chat":
         return sum(count_tokens(message_text(m.get("content"))) for m in body["messages"])
     prompt = body.get("prompt")
     if isinstance(prompt, list):
@@ -471,7 +475,7 @@ class OpenAIDialect:
             "id": random_id("cmpl-", 29), "object": "text_completion", "created": now(), "model": model,
             "choices": [{"text": text, "index": 0, "logprobs": None,
                          "finish_reason": options.get("finish_reason") or "stop"}],
-            "usage": usage(prompt_tokens(body), count_tokens(text)),
+            "usage": usage(prompt_tokens(body, "completions"), count_tokens(text)),
             "system_fingerprint": "fp_fake00000",
         })
 
@@ -491,7 +495,8 @@ class OpenAIDialect:
         events = [chunk(piece) for piece in pieces]
         events.append(chunk("", options.get("finish_reason") or "stop"))
         if include_usage:
-            events.append(sse(dict(base, choices=[], usage=usage(prompt_tokens(body), count_tokens("".join(pieces))))))
+            prompt = prompt_tokens(body, "completions")
+            events.append(sse(dict(base, choices=[], usage=usage(prompt, count_tokens("".join(pieces))))))
         events.append(b"data: [DONE]\n\n")
         return Response(200, events=events)
 

@@ -13,6 +13,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +22,7 @@ from . import anthropic, openai
 from .behaviours import Behaviour, as_behaviour
 from .common import Response
 
+_wall_clock = time.time
 DIALECTS = (anthropic.DIALECT, openai.DIALECT)   # first match wins (Anthropic claims only its paths)
 MAX_BODY = 64 * 1024 * 1024
 
@@ -36,7 +38,7 @@ class Recorded:
     api_key: str | None
     model: str | None = None    # body "model", or the Azure deployment
     dialect: str | None = None  # "openai" / "anthropic" / None (unknown route)
-    time: float = field(default_factory=time.time)
+    time: float = field(default_factory=_wall_clock)   # when it arrived (time.time())
 
     def json(self):
         """The body parsed as JSON whatever its type (raises on invalid JSON)."""
@@ -167,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        self._dispatch()
+        self._dispatch_safely()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
@@ -198,10 +200,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self):
         fake = self.server.fake
-        raw = self._read_body()
+        try:
+            raw = self._read_body()
+        except ValueError:                  # garbage chunk size / Content-Length
+            raw = None
         if raw is None:
             self.close_connection = True
-            self.send_json(413, openai.DIALECT.error(413, "Request too large").body, {})
+            self.send_json(413, openai.DIALECT.error(413, "Request too large or badly framed.").body, {})
             return
         url = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -225,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake._record(req)
 
         if dialect is None:
-            resp = openai.DIALECT.error(404, f"Invalid URL ({self.command} {url.path})", request=req)
+            resp = openai.DIALECT.error(404, f"Invalid URL ({self.command} {url.path})", request=req, code=None)
             self.send_json(resp.status, resp.body, resp.headers)
             return
         rejection = dialect.check(req, endpoint, fake)
@@ -240,6 +245,21 @@ class _Handler(BaseHTTPRequestHandler):
             behaviour.run(ex)
             if not ex.done:     # a behaviour that only prepared: finish with a normal reply
                 ex.respond()
+
+    def _dispatch_safely(self):
+        try:
+            self._dispatch()
+        except (ConnectionError, TimeoutError, _Stopped):
+            raise
+        except Exception:
+            # A bug in the fake itself: say so loudly, and answer 500 rather than hang up.
+            traceback.print_exc()
+            self.close_connection = True
+            try:
+                self.send_json(500, {"error": {"message": "fake upstream bug: " + traceback.format_exc(limit=1),
+                                               "type": "fake_upstream_bug", "param": None, "code": None}}, {})
+            except OSError:
+                pass
 
     # -- response ----------------------------------------------------------------------------
     def _status_line(self, status: int):

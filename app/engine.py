@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -261,5 +260,3 @@ def stamp(reply: dict, request_type: str, served: Served, ctx: RequestContext, *
     return reply
 
 
-def now_ms() -> float:
-    return time.perf_counter() * 1000.0

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import orjson
-
-from app import sse
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.dialects import anthropic as dialect
 from app.dialects.openai import chat_chunk_to_text, chat_response_to_text, text_request_to_chat
 from app.errors import GatewayError, bad_request
-from app.providers.base import Provider
+from app.providers.base import DONE, Provider
 from app.providers.catalog import ANTHROPIC_BASE_URL, ANTHROPIC_VERSION
 
 
@@ -89,22 +86,13 @@ class AnthropicProvider(Provider):
     def _chunks(self, response, pieces: Iterator[bytes], model: str) -> Iterator[dict]:
         converter = dialect.AnthropicStreamToChat(model)
         try:
-            for event in sse.iter_events(pieces):
-                if not event.data:
+            for name, data in self.json_events(pieces):
+                if data is DONE:  # not an Anthropic event; tolerate it from proxies
                     continue
-                try:
-                    data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise self.malformed_event(event.data) from None
-                if not isinstance(data, dict):
-                    raise self.malformed_event(event.data)
-                yield from converter.feed(event.name or data.get("type") or "", data)
+                yield from converter.feed(name or data.get("type") or "", data)
                 if converter.done:
                     break
             if not converter.done:
                 raise self.stream_cut()
         finally:
-            if converter.done:
-                response.release_conn()
-            else:
-                response.close()
+            self.end_stream(response, converter.done)

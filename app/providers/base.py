@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import orjson
 import urllib3
 
-from app import transport
+from app import sse, transport
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.errors import GatewayError
@@ -21,6 +21,8 @@ CHAT_STREAM = "chat_completion_stream"
 TEXT = "text_completion"
 TEXT_STREAM = "text_completion_stream"
 LIST_MODELS = "list_models"
+
+DONE = object()  # the OpenAI stream terminator, as yielded by Provider.json_events
 
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 529})
 RATE_LIMIT_STATUS = 429
@@ -133,6 +135,30 @@ class Provider:
             retryable=status in RETRYABLE_STATUS or status == RATE_LIMIT_STATUS,
             rotate_key=status == RATE_LIMIT_STATUS,
         )
+
+    def json_events(self, pieces: Iterator[bytes]) -> Iterator[tuple[str | None, Any]]:
+        """The upstream's SSE events with their JSON decoded; ``data: [DONE]`` arrives as DONE."""
+        for event in sse.iter_events(pieces):
+            if not event.data:
+                continue
+            if event.data == b"[DONE]":
+                yield event.name, DONE
+                continue
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise self.malformed_event(event.data) from None
+            if not isinstance(data, dict):
+                raise self.malformed_event(event.data)
+            yield event.name, data
+
+    @staticmethod
+    def end_stream(response: urllib3.BaseHTTPResponse, complete: bool) -> None:
+        """Reuse the connection of a finished stream; drop one that was cut or abandoned."""
+        if complete:
+            response.release_conn()
+        else:
+            response.close()
 
     def malformed_event(self, data: bytes) -> GatewayError:
         return GatewayError(

@@ -9,11 +9,10 @@ from typing import Any, Iterator
 
 import orjson
 
-from app import sse
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.errors import GatewayError
-from app.providers.base import CHAT, TEXT, Provider
+from app.providers.base import CHAT, DONE, TEXT, Provider
 from app.providers.catalog import OPENAI_COMPATIBLE, ProviderSpec
 
 
@@ -92,18 +91,10 @@ class OpenAIProvider(Provider):
     def _chunks(self, response, pieces: Iterator[bytes]) -> Iterator[dict]:
         finished = False
         try:
-            for event in sse.iter_events(pieces):
-                if event.data == b"[DONE]":
+            for _, chunk in self.json_events(pieces):
+                if chunk is DONE:
                     finished = True
                     break
-                if not event.data:
-                    continue
-                try:
-                    chunk = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise self.malformed_event(event.data) from None
-                if not isinstance(chunk, dict):
-                    raise self.malformed_event(event.data)
                 if "error" in chunk and "choices" not in chunk:
                     message, error_type, code, param = parse_error(chunk)
                     raise GatewayError(message, 502, error_type=error_type, code=code, param=param, retryable=True)
@@ -111,8 +102,4 @@ class OpenAIProvider(Provider):
             if not finished:
                 raise self.stream_cut()
         finally:
-            # Closing (not releasing) drops a half-read connection instead of reusing it.
-            if finished:
-                response.release_conn()
-            else:
-                response.close()
+            self.end_stream(response, finished)

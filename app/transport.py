@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Iterator, Mapping
 
+import gevent
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError
 
@@ -21,6 +22,7 @@ from app.errors import GatewayError
 _pool = urllib3.PoolManager(num_pools=64, maxsize=512, block=False, retries=False)
 
 CONNECT_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 5.0  # how long a finished stream's tail may take before its connection is dropped
 
 
 def send(
@@ -91,6 +93,29 @@ def iter_body(response: urllib3.BaseHTTPResponse, idle_timeout: float, ctx: Requ
             f"upstream stream broke off: {_reason(exc)}", 502, error_type="upstream_stream_error",
             is_bifrost_error=True, retryable=True,
         ) from None
+
+
+def finish_stream(response: urllib3.BaseHTTPResponse, complete: bool) -> None:
+    """Give a finished stream's connection back to the pool, or drop a cut one.
+
+    After the last event the upstream may still owe the end of the body (the
+    terminating chunk). Reusing the connection before it is read would hand those
+    bytes to the next request, and waiting for them would delay the client's last
+    frame, so a background greenlet reads them and then releases the connection.
+    """
+    if complete:
+        gevent.spawn(_drain_and_release, response)
+    else:
+        response.close()
+
+
+def _drain_and_release(response: urllib3.BaseHTTPResponse) -> None:
+    try:
+        with gevent.Timeout(DRAIN_TIMEOUT):
+            response.drain_conn()
+        response.release_conn()
+    except BaseException:  # noqa: B036 - a late or endless tail just costs the connection
+        response.close()
 
 
 def timeout_error(timeout: float) -> GatewayError:

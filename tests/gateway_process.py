@@ -45,7 +45,9 @@ class GatewayProcess:
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app",
-             "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}"],
+             "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
+             # idle keep-alive connections would hold a graceful stop for its whole timeout
+             "--graceful-timeout", "3"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

@@ -155,10 +155,7 @@ class Provider:
     @staticmethod
     def end_stream(response: urllib3.BaseHTTPResponse, complete: bool) -> None:
         """Reuse the connection of a finished stream; drop one that was cut or abandoned."""
-        if complete:
-            response.release_conn()
-        else:
-            response.close()
+        transport.finish_stream(response, complete)
 
     def malformed_event(self, data: bytes) -> GatewayError:
         return GatewayError(

@@ -14,6 +14,7 @@ FORWARD_DENYLIST = frozenset(
     }
 )
 FORWARD_PREFIX = "x-bf-eh-"
+_ENVIRON_FORWARD_PREFIX = "HTTP_X_BF_EH_"
 
 
 @dataclass
@@ -25,18 +26,17 @@ class RequestContext:
     upstream_seconds: float = 0.0  # time spent waiting for providers, for the overhead header
 
     @classmethod
-    def from_headers(cls, headers) -> "RequestContext":
-        """Build the context from a werkzeug (or any mapping-like) header set."""
+    def from_environ(cls, environ: dict) -> "RequestContext":
+        """Build the context from the WSGI environ (cheaper than walking a header object)."""
         forward = {}
-        for name, value in headers.items():
-            lower = name.lower()
-            if lower.startswith(FORWARD_PREFIX):
-                target = lower[len(FORWARD_PREFIX):]
+        for name, value in environ.items():
+            if name.startswith(_ENVIRON_FORWARD_PREFIX):
+                target = name[len(_ENVIRON_FORWARD_PREFIX):].lower().replace("_", "-")
                 if target and target not in FORWARD_DENYLIST:
                     forward[target] = value
         return cls(
-            request_id=headers.get("x-request-id") or str(uuid.uuid4()),
-            pinned_key=headers.get("x-bf-api-key") or None,
+            request_id=environ.get("HTTP_X_REQUEST_ID") or str(uuid.uuid4()),
+            pinned_key=environ.get("HTTP_X_BF_API_KEY") or None,
             forward_headers=forward,
         )
 

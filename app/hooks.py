@@ -17,7 +17,7 @@ LOCAL_ORIGINS = ("http://localhost", "http://127.0.0.1", "https://localhost", "h
 
 
 def open_context() -> None:
-    g.ctx = RequestContext.from_headers(request.headers)
+    g.ctx = RequestContext.from_environ(request.environ)
 
 
 def common_headers(config: GatewayConfig):

@@ -46,7 +46,8 @@ class _Body(Schema):
 
 
 class ChatBody(_Body):
-    messages = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, error="messages cannot be empty"),
+    # Raw items: each message is checked (and normalised) once, by normalise_message.
+    messages = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, error="messages cannot be empty"),
                            error_messages={"required": "messages is required for chat completion"})
 
 
@@ -98,6 +99,8 @@ def split_model(value: str, known_providers: frozenset[str], param: str = "model
 
 def normalise_message(message: dict, index: int) -> None:
     """Bring the spec's content forms into OpenAI's: {"content_str": s} becomes s."""
+    if not isinstance(message, dict):
+        raise bad_request("each message must be a JSON object", param=f"messages[{index}]")
     role = message.get("role")
     if not isinstance(role, str):
         raise bad_request("each message needs a string role", param=f"messages[{index}].role")

@@ -16,10 +16,12 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from app.context import RequestContext
 from app.errors import GatewayError
 
-# One pool per worker process. ``block=False`` opens extra connections past maxsize
-# instead of waiting (urllib3's blocking queue can hang greenlets), and they are
-# discarded when the burst is over.
-_pool = urllib3.PoolManager(num_pools=64, maxsize=512, block=False, retries=False)
+# One connection pool per upstream origin, per worker process. Origins come from the
+# configuration, so the set is small and fixed. ``block=False`` opens extra
+# connections past maxsize instead of waiting (urllib3's blocking queue can hang
+# greenlets); they are discarded when the burst is over.
+POOL_SIZE = 512
+_pools: dict[str, urllib3.HTTPConnectionPool] = {}
 
 CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 5.0  # how long a finished stream's tail may take before its connection is dropped
@@ -40,17 +42,20 @@ def send(
     ``timeout`` bounds the connect and every read, so a stalled upstream fails after
     ``timeout`` seconds of silence rather than hanging the client.
     """
+    origin, path = _split(url)
+    pool = _pools.get(origin) or _new_pool(origin)
     started = time.perf_counter()
     try:
-        return _pool.request(
+        return pool.urlopen(
             method,
-            url,
+            path,
             body=body,
             headers=headers,
             timeout=urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT), read=timeout),
             preload_content=not stream,
             retries=False,
             redirect=False,
+            assert_same_host=False,
         )
     except NewConnectionError as exc:  # before the timeouts: urllib3 makes it a ConnectTimeoutError subclass
         raise connection_error(exc) from None
@@ -60,6 +65,18 @@ def send(
         raise connection_error(exc) from None
     finally:
         ctx.upstream_seconds += time.perf_counter() - started
+
+
+def _split(url: str) -> tuple[str, str]:
+    """("http://host:port", "/path?query") without a full URL parse on the hot path."""
+    slash = url.find("/", url.find("//") + 2)
+    return (url, "/") if slash < 0 else (url[:slash], url[slash:])
+
+
+def _new_pool(origin: str) -> urllib3.HTTPConnectionPool:
+    pool = urllib3.connection_from_url(origin, maxsize=POOL_SIZE, block=False, retries=False)
+    _pools[origin] = pool
+    return pool
 
 
 def iter_body(response: urllib3.BaseHTTPResponse, idle_timeout: float, ctx: RequestContext) -> Iterator[bytes]:

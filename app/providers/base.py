@@ -71,7 +71,7 @@ class Provider:
 
     def headers(self, key: Key | None, ctx: RequestContext) -> dict[str, str]:
         """Operator extra_headers, then x-bf-eh-* from the client; auth is added by subclasses."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json"}
         headers.update(self.config.network.extra_headers)
         headers.update(ctx.forward_headers)
         return headers

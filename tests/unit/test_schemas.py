@@ -63,7 +63,7 @@ def test_content_str_form_is_normalised():
         ({"messages": [{"role": "user", "content": "x"}]}, "model", "model is required"),
         ({"model": "openai/x"}, "messages", "messages is required for chat completion"),
         ({"model": "openai/x", "messages": []}, "messages", "messages cannot be empty"),
-        ({"model": "openai/x", "messages": ["hi"]}, "messages[0]", "Not a valid mapping"),
+        ({"model": "openai/x", "messages": ["hi"]}, "messages[0]", "must be a JSON object"),
         ({"model": "openai/x", "messages": [{"content": "x"}]}, "messages[0].role", "string role"),
         ({"model": "openai/x", "messages": [{"role": "user", "content": {"weird": 1}}]}, "messages[0].content", "content_str"),
         ({"model": "openai/x", "messages": [{"role": "user", "content": "x"}], "fallbacks": [3]}, "fallbacks[0]", "provider/model"),

@@ -14,7 +14,8 @@ class ProviderSpec:
     chat_path: str = "/v1/chat/completions"
     text_path: str | None = "/v1/completions"  # None: no legacy completions endpoint
     models_path: str = "/v1/models"
-    # False where the upstream rejects stream_options; such providers report usage anyway.
+    # False where the upstream rejects stream_options (Mistral answers 422 extra_forbidden)
+    # and sends usage in its last chunk without being asked.
     stream_usage_option: bool = True
 
 

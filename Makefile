@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install install-test bench clean
+.PHONY: run test install install-test bench bench-soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark (bench/README in docs/performance.md): the mock upstream, the floor app and
+# the gateway, 1 worker pinned to core 0, load on core 1. BENCH_ARGS="--duration 10" etc.
+bench: install
+	PYTHON=$(PYTHON) bench/setup.sh
+	bench/.venv/bin/python bench/run.py $(BENCH_ARGS)
+
+# 10 minutes of the 50-connection load per target; RSS growth after the first minute.
+bench-soak: install
+	PYTHON=$(PYTHON) bench/setup.sh
+	bench/.venv/bin/python bench/run.py --soak $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

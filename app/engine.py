@@ -108,9 +108,12 @@ class Engine:
         self, request_type: str, body: dict, target: Target, fallbacks: list[Target], ctx: RequestContext
     ) -> Reply:
         def call(provider: Provider, key: Key | None, served: Served) -> Reply:
-            with self.gates[provider.name].slot():
-                reply = getattr(provider, request_type)(body, served.model, key, ctx)
-            return Reply(reply, served)
+            gate = self.gates[provider.name]
+            gate.acquire()
+            try:
+                return Reply(getattr(provider, request_type)(body, served.model, key, ctx), served)
+            finally:
+                gate.release()
 
         return self._run_chain(request_type, target, fallbacks, ctx, call)
 

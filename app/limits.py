@@ -5,9 +5,6 @@ process's sockets and memory, not a global quota (governance does that).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 from gevent.lock import BoundedSemaphore
 
 from app.errors import GatewayError
@@ -39,11 +36,3 @@ class ProviderGate:
 
     def release(self) -> None:
         self._slots.release()
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()

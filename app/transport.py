@@ -6,6 +6,7 @@ Network failures become GatewayErrors here, so adapters only see HTTP responses.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Iterator, Mapping
 
@@ -51,7 +52,7 @@ def send(
             path,
             body=body,
             headers=headers,
-            timeout=urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT), read=timeout),
+            timeout=_timeout(timeout),
             preload_content=not stream,
             retries=False,
             redirect=False,
@@ -71,6 +72,12 @@ def _split(url: str) -> tuple[str, str]:
     """("http://host:port", "/path?query") without a full URL parse on the hot path."""
     slash = url.find("/", url.find("//") + 2)
     return (url, "/") if slash < 0 else (url[:slash], url[slash:])
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> urllib3.Timeout:
+    # Shared safely: urllib3 clones a Timeout before it starts counting.
+    return urllib3.Timeout(connect=min(seconds, CONNECT_TIMEOUT), read=seconds)
 
 
 def _new_pool(origin: str) -> urllib3.HTTPConnectionPool:

@@ -22,12 +22,13 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     from flask import Flask
     from werkzeug.exceptions import HTTPException
 
-    from app import hooks
+    from app import handlers
     from app.blueprints import health, inference
     from app.config import load_config
     from app.engine import Engine
     from app.errors import GatewayError
     from app.gateway import EXTENSION
+    from app.middleware import GatewayMiddleware
     from app.responses import error_response
 
     config = config or load_config()
@@ -38,10 +39,9 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     app.register_blueprint(inference.bp)
     app.register_blueprint(health.bp)
 
-    app.before_request(hooks.open_context)
-    app.after_request(hooks.common_headers(config))
+    app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)
-    app.register_error_handler(HTTPException, hooks.http_error)
-    app.register_error_handler(Exception, hooks.unexpected_error)
+    app.register_error_handler(HTTPException, handlers.http_error)
+    app.register_error_handler(Exception, handlers.unexpected_error)
     log.info("gateway ready: %d provider(s) from %s", len(config.providers), config.source)
     return app

@@ -34,8 +34,11 @@ class RequestContext:
                 target = name[len(_ENVIRON_FORWARD_PREFIX):].lower().replace("_", "-")
                 if target and target not in FORWARD_DENYLIST:
                     forward[target] = value
+        request_id = environ.get("HTTP_X_REQUEST_ID")
+        if not request_id or len(request_id) > 200 or not request_id.isprintable():
+            request_id = str(uuid.uuid4())
         return cls(
-            request_id=environ.get("HTTP_X_REQUEST_ID") or str(uuid.uuid4()),
+            request_id=request_id,
             pinned_key=environ.get("HTTP_X_BF_API_KEY") or None,
             forward_headers=forward,
         )

@@ -252,14 +252,17 @@ def backoff(attempt: int, initial: float, maximum: float) -> float:
     return min(initial * (2 ** attempt), maximum) * random.uniform(0.8, 1.2)
 
 
-def stamp(reply: dict, request_type: str, served: Served, ctx: RequestContext, *, latency: bool = True) -> dict:
-    """Add the gateway's ``extra_fields`` to a canonical reply or chunk."""
+def stream_extra_fields(request_type: str, served: Served) -> dict:
+    """The ``extra_fields`` every reply carries: what was asked for and who answered."""
     extra = {"request_type": request_type, "provider": served.provider, "model_requested": served.model}
     if served.fallback_index:
         extra["fallback_index"] = served.fallback_index
-    if latency:
-        extra["latency"] = round(ctx.elapsed_ms(), 3)
+    return extra
+
+
+def stamp(reply: dict, request_type: str, served: Served, ctx: RequestContext) -> dict:
+    """Add ``extra_fields`` with the latency to a canonical reply or a stream's final chunk."""
+    extra = stream_extra_fields(request_type, served)
+    extra["latency"] = round(ctx.elapsed_ms(), 3)
     reply["extra_fields"] = extra
     return reply
-
-

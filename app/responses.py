@@ -9,7 +9,7 @@ from flask import Response
 
 from app import sse
 from app.context import RequestContext
-from app.engine import Served, Stream, stamp
+from app.engine import Served, Stream, stamp, stream_extra_fields
 from app.errors import GatewayError
 
 log = logging.getLogger("bifrost.http")
@@ -97,12 +97,16 @@ def _sse_frames(
     convert: Callable[[dict], dict] | None,
 ) -> Iterator[bytes]:
     served = stream.served
+    extra = stream_extra_fields(request_type, served)  # one dict shared by every chunk
     try:
         for chunk in chunks:
             if convert is not None:
                 chunk = convert(chunk)
-            # The total latency is known when the usage arrives, in the last chunk.
-            yield sse.data_frame(stamp(chunk, request_type, served, ctx, latency="usage" in chunk))
+            if chunk.get("usage"):  # OpenAI sends "usage": null on the other chunks
+                stamp(chunk, request_type, served, ctx)  # the last chunk: totals and latency
+            else:
+                chunk["extra_fields"] = extra
+            yield sse.data_frame(chunk)
         yield sse.DONE_FRAME
     except GatewayError as error:
         # After the first byte the status is sent; the client learns of the failure

@@ -120,6 +120,14 @@ def normalise_message(message: dict, index: int) -> None:
 def _load(schema: Schema, body: Any) -> dict:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
+    if _well_typed(body, chat=schema is _chat_schema):
+        # Every field already has the JSON type the schema wants: the schema would
+        # only copy the body and add its defaults. It still runs for anything else,
+        # to convert values (e.g. "stream": "true") and to word the error.
+        data = dict(body)
+        data.setdefault("fallbacks", [])
+        data.setdefault("params", None)
+        return data
     try:
         return schema.load(body)
     except ValidationError as exc:
@@ -131,6 +139,21 @@ def _load(schema: Schema, body: Any) -> dict:
         if not message.startswith(field.split("[")[0]):
             message = f"{field}: {message}"
         raise bad_request(message, param=field) from None
+
+
+def _well_typed(body: dict, *, chat: bool) -> bool:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return False
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return False
+    return (
+        isinstance(body.get("fallbacks", ()), (list, tuple))
+        and isinstance(body.get("params") or {}, dict)
+        and isinstance(body.get("stream", False), (bool, type(None)))
+    )
 
 
 def _finish(data: dict, known_providers: frozenset[str]) -> ParsedRequest:

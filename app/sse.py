@@ -39,6 +39,8 @@ def iter_events(chunks: Iterable[bytes]) -> Iterator[Event]:
 
 
 def _parse_block(block: bytes) -> Event | None:
+    if block.startswith(b"data: ") and b"\n" not in block:
+        return Event(None, block[6:])  # the common case, one data line: no line splitting
     name = None
     data: list[bytes] = []
     for line in block.split(b"\n"):

@@ -26,6 +26,7 @@ _pools: dict[str, urllib3.HTTPConnectionPool] = {}
 
 CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 5.0  # how long a finished stream's tail may take before its connection is dropped
+DRAIN_LIMIT = 64 * 1024  # bytes after the last event before the connection is dropped instead
 
 
 def send(
@@ -119,24 +120,29 @@ def iter_body(response: urllib3.BaseHTTPResponse, idle_timeout: float, ctx: Requ
         ) from None
 
 
-def finish_stream(response: urllib3.BaseHTTPResponse, complete: bool) -> None:
+def finish_stream(response: urllib3.BaseHTTPResponse, pieces: Iterator[bytes], complete: bool) -> None:
     """Give a finished stream's connection back to the pool, or drop a cut one.
 
-    After the last event the upstream may still owe the end of the body (the
+    After the last event the upstream still owes the end of the body (the
     terminating chunk). Reusing the connection before it is read would hand those
     bytes to the next request, and waiting for them would delay the client's last
-    frame, so a background greenlet reads them and then releases the connection.
+    frame, so a background greenlet reads the rest of ``pieces`` (the iterator from
+    ``iter_body``) and then releases the connection.
     """
     if complete:
-        gevent.spawn(_drain_and_release, response)
+        gevent.spawn(_drain_and_release, response, pieces)
     else:
         response.close()
 
 
-def _drain_and_release(response: urllib3.BaseHTTPResponse) -> None:
+def _drain_and_release(response: urllib3.BaseHTTPResponse, pieces: Iterator[bytes]) -> None:
     try:
+        leftover = 0
         with gevent.Timeout(DRAIN_TIMEOUT):
-            response.drain_conn()
+            for piece in pieces:
+                leftover += len(piece)
+                if leftover > DRAIN_LIMIT:
+                    raise OverflowError("upstream kept sending after the end of its stream")
         response.release_conn()
     except BaseException:  # noqa: B036 - a late or endless tail just costs the connection
         response.close()

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import orjson
-from flask import Blueprint, g, request
+from flask import Blueprint, request
 
 from app.errors import bad_request
-from app.gateway import current_engine
+from app.gateway import current_context, current_engine
 from app.providers.base import CHAT, TEXT
 from app.responses import json_response, served_headers, sse_response
 from app.engine import stamp
@@ -30,7 +30,7 @@ def text_completions():
 @bp.get("/v1/models")
 def list_models():
     provider = request.args.get("provider") or None
-    models, errors = current_engine().list_models(g.ctx, only=provider)
+    models, errors = current_engine().list_models(current_context(), only=provider)
     if provider and provider in errors:
         raise errors[provider]
     body = {"object": "list", "data": models}
@@ -51,7 +51,7 @@ def read_json() -> object:
 
 def _serve(request_type: str, parsed: ParsedRequest):
     engine = current_engine()
-    ctx = g.ctx
+    ctx = current_context()
     if parsed.stream:
         stream = engine.stream(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)
         wants_usage = bool((parsed.body.get("stream_options") or {}).get("include_usage"))

@@ -95,4 +95,4 @@ class AnthropicProvider(Provider):
             if not converter.done:
                 raise self.stream_cut()
         finally:
-            self.end_stream(response, converter.done)
+            self.end_stream(response, pieces, converter.done)

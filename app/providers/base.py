@@ -153,9 +153,9 @@ class Provider:
             yield event.name, data
 
     @staticmethod
-    def end_stream(response: urllib3.BaseHTTPResponse, complete: bool) -> None:
+    def end_stream(response: urllib3.BaseHTTPResponse, pieces: Iterator[bytes], complete: bool) -> None:
         """Reuse the connection of a finished stream; drop one that was cut or abandoned."""
-        transport.finish_stream(response, complete)
+        transport.finish_stream(response, pieces, complete)
 
     def malformed_event(self, data: bytes) -> GatewayError:
         return GatewayError(

@@ -102,4 +102,4 @@ class OpenAIProvider(Provider):
             if not finished:
                 raise self.stream_cut()
         finally:
-            self.end_stream(response, finished)
+            self.end_stream(response, pieces, finished)

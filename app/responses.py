@@ -86,7 +86,10 @@ def fold_usage(chunks: Iterable[dict]) -> Iterator[dict]:
 
 
 def _finishes(chunk: dict) -> bool:
-    return any(choice.get("finish_reason") for choice in chunk.get("choices") or ())
+    for choice in chunk.get("choices") or ():
+        if choice.get("finish_reason"):
+            return True
+    return False
 
 
 def _sse_frames(

@@ -21,6 +21,12 @@ def iter_events(chunks: Iterable[bytes]) -> Iterator[Event]:
     for chunk in chunks:
         if not chunk:
             continue
+        if not buffer and chunk.endswith(b"\n\n") and chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:
+            # The usual case: an upstream writes each event as one piece.
+            event = _parse_block(chunk[:-2])
+            if event is not None:
+                yield event
+            continue
         buffer += chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")

@@ -12,7 +12,7 @@ from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.dialects import anthropic as dialect
 from app.dialects.openai import chat_chunk_to_text, chat_response_to_text, text_request_to_chat
-from app.errors import GatewayError, bad_request
+from app.errors import bad_request
 from app.providers.base import DONE, Provider
 from app.providers.catalog import ANTHROPIC_BASE_URL, ANTHROPIC_VERSION
 

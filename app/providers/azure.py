@@ -6,7 +6,7 @@ from urllib.parse import quote
 from app.config import Key
 from app.context import RequestContext
 from app.errors import GatewayError
-from app.providers.base import CHAT, TEXT
+from app.providers.base import TEXT
 from app.providers.openai import OpenAIProvider
 
 

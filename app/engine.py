@@ -152,9 +152,7 @@ class Engine:
             try:
                 return self._with_retries(request_type, attempt_target, index, ctx, call)
             except GatewayError as error:
-                error.provider = error.provider or attempt_target.provider
-                error.model = error.model or attempt_target.model
-                error.request_type = error.request_type or request_type
+                error.attribute(attempt_target.provider, attempt_target.model, request_type)
                 if index == 0:
                     primary_error = error
                 if not error.allow_fallbacks:

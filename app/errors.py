@@ -52,6 +52,12 @@ class GatewayError(Exception):
         self.rotate_key = rotate_key
         self.allow_fallbacks = allow_fallbacks
 
+    def attribute(self, provider: str, model: str, request_type: str) -> None:
+        """Say which provider, model and request type failed, unless already said."""
+        self.provider = self.provider or provider
+        self.model = self.model or model
+        self.request_type = self.request_type or request_type
+
     @property
     def http_status(self) -> int:
         """The HTTP status a client receives for this error."""

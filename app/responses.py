@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import orjson
 from flask import Response
@@ -42,7 +42,6 @@ def sse_response(
     ctx: RequestContext,
     *,
     client_wants_usage_chunk: bool,
-    convert: Callable[[dict], dict] | None = None,
 ) -> Response:
     """Stream canonical chunks as ``data:`` frames, ending in [DONE] or an error event.
 
@@ -51,7 +50,7 @@ def sse_response(
     into its final chunk instead, so every chunk it sees has a choice.
     """
     chunks: Iterator[dict] = iter(stream) if client_wants_usage_chunk else fold_usage(stream)
-    body = _sse_frames(stream, chunks, request_type, ctx, convert)
+    body = _sse_frames(stream, chunks, request_type, ctx)
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
     return served_headers(response, stream.served, request_type)
 
@@ -97,14 +96,11 @@ def _sse_frames(
     chunks: Iterator[dict],
     request_type: str,
     ctx: RequestContext,
-    convert: Callable[[dict], dict] | None,
 ) -> Iterator[bytes]:
     served = stream.served
     extra = stream_extra_fields(request_type, served)  # one dict shared by every chunk
     try:
         for chunk in chunks:
-            if convert is not None:
-                chunk = convert(chunk)
             if chunk.get("usage"):  # OpenAI sends "usage": null on the other chunks
                 stamp(chunk, request_type, served, ctx)  # the last chunk: totals and latency
             else:
@@ -114,9 +110,7 @@ def _sse_frames(
     except GatewayError as error:
         # After the first byte the status is sent; the client learns of the failure
         # from an error event, and the missing [DONE] tells it the answer is cut.
-        error.provider = error.provider or served.provider
-        error.model = error.model or served.model
-        error.request_type = error.request_type or request_type
+        error.attribute(served.provider, served.model, request_type)
         log.warning("request %s: stream from %s failed: %s", ctx.request_id, served.provider, error.message)
         yield sse.data_frame(error.to_dict())
     except Exception:

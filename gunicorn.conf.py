@@ -30,3 +30,10 @@ def on_starting(server):
         print(f"bifrost: config error: {exc}", file=sys.stderr, flush=True)
         os._exit(2)
     server.log.info("bifrost: %d provider(s) configured from %s", len(config.providers), config.source)
+
+
+def worker_exit(server, worker):
+    """After the last request of a worker: plugins flush (logs, counters) before the process ends."""
+    from app import shutdown
+
+    shutdown()

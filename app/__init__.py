@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from app.config import GatewayConfig
 
 log = logging.getLogger("bifrost")
+_engines: list = []  # the engines this process serves, for shutdown()
 
 
 def create_app(config: "GatewayConfig | None" = None) -> "Flask":
@@ -34,7 +35,10 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     config = config or load_config()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.client.max_request_body_size_mb * 1024 * 1024
-    app.extensions[EXTENSION] = Engine(config)
+    engine = Engine(config)
+    engine.pricing.warm()
+    app.extensions[EXTENSION] = engine
+    _engines.append(engine)
 
     app.register_blueprint(inference.bp)
     app.register_blueprint(health.bp)
@@ -45,3 +49,9 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     app.register_error_handler(Exception, handlers.unexpected_error)
     log.info("gateway ready: %d provider(s) from %s", len(config.providers), config.source)
     return app
+
+
+def shutdown() -> None:
+    """The worker is stopping (gunicorn's worker_exit): let every plugin flush what it holds."""
+    while _engines:
+        _engines.pop().plugins.close()

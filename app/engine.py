@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 import gevent
 
+from app.call import Attempt, Call
 from app.config import GatewayConfig, Key
 from app.context import RequestContext
 from app.errors import GatewayError
 from app.keys import select_key
 from app.limits import ProviderGate
+from app.plugins import Plugins, build_plugins
+from app.pricing import Pricing
 from app.providers.base import Provider
 from app.providers.registry import build_provider
 from app.providers.catalog import BUILTIN_PROVIDERS
@@ -43,6 +47,7 @@ class Served:
 class Reply:
     body: dict
     served: Served
+    call: Call | None = None
 
 
 @dataclass
@@ -51,7 +56,8 @@ class Stream:
 
     Iterating yields canonical chunks, the first one included; ``close`` releases
     the upstream connection and the provider's concurrency slot, and is safe to call
-    more than once (the client may disconnect at any point).
+    more than once (the client may disconnect at any point). When a ``call`` is
+    attached, closing also finishes it: usage, cost and the plugins' after-hooks.
     """
 
     served: Served
@@ -60,6 +66,9 @@ class Stream:
     _release: Callable[[], None]
     usage: dict | None = None
     chunks: int = 0
+    call: Call | None = None
+    _on_close: Callable[["Stream"], None] | None = field(default=None, repr=False)
+    _ended: bool = field(default=False, repr=False)  # the upstream stream ran to its end
     _closed: bool = field(default=False, repr=False)
 
     def __iter__(self) -> Iterator[dict]:
@@ -67,6 +76,11 @@ class Stream:
             yield self._count(self.first)
             for chunk in self._rest:
                 yield self._count(chunk)
+            self._ended = True
+        except GatewayError as error:
+            if self.call is not None:
+                self.call.error = error
+            raise
         finally:
             self.close()
 
@@ -75,6 +89,16 @@ class Stream:
         usage = chunk.get("usage")
         if usage:
             self.usage = usage
+        call = self.call
+        if call is not None:
+            now = time.perf_counter()
+            if call.first_chunk_at is None:
+                call.first_chunk_at = now
+            else:
+                call.chunk_gaps.append(now - call.last_chunk_at)
+            call.last_chunk_at = now
+            if call.keep_chunks:
+                call.chunks.append(chunk)
         return chunk
 
     def close(self) -> None:
@@ -87,6 +111,8 @@ class Stream:
                 close()
         finally:
             self._release()
+            if self._on_close is not None:
+                self._on_close(self)
 
 
 class Engine:
@@ -101,66 +127,96 @@ class Engine:
         }
         # Names a model string may start with: built-ins (configured or not) and custom providers.
         self.known_providers: frozenset[str] = BUILTIN_PROVIDERS | frozenset(config.providers)
+        self.pricing = Pricing(config)
+        self.plugins: Plugins = build_plugins(config)
 
     # -- public entry points ----------------------------------------------------------------
 
     def complete(
-        self, request_type: str, body: dict, target: Target, fallbacks: list[Target], ctx: RequestContext
+        self, request_type: str, body: dict, target: Target, fallbacks: list[Target], ctx: RequestContext,
+        *, surface: str = "openai",
     ) -> Reply:
-        def call(provider: Provider, key: Key | None, served: Served) -> Reply:
+        call = Call(request_type, False, body, target, fallbacks, ctx, surface)
+
+        def attempt(provider: Provider, key: Key | None, served: Served) -> Reply:
             gate = self.gates[provider.name]
             gate.acquire()
             try:
-                return Reply(getattr(provider, request_type)(body, served.model, key, ctx), served)
+                return Reply(getattr(provider, request_type)(call.body, served.model, key, ctx), served, call)
             finally:
                 gate.release()
 
-        return self._run_chain(request_type, target, fallbacks, ctx, call)
+        try:
+            self.plugins.before(call)
+            reply = self._run_chain(request_type, call, attempt)
+        except GatewayError as error:
+            self._finish(call, error=error)
+            raise
+        call.reply = reply.body
+        self._finish(call, usage=reply.body.get("usage") if isinstance(reply.body, dict) else None)
+        return reply
 
     def stream(
-        self, request_type: str, body: dict, target: Target, fallbacks: list[Target], ctx: RequestContext
+        self, request_type: str, body: dict, target: Target, fallbacks: list[Target], ctx: RequestContext,
+        *, surface: str = "openai",
     ) -> Stream:
         stream_type = request_type + "_stream"
+        call = Call(request_type, True, body, target, fallbacks, ctx, surface)
 
-        def call(provider: Provider, key: Key | None, served: Served) -> Stream:
+        def attempt(provider: Provider, key: Key | None, served: Served) -> Stream:
             gate = self.gates[provider.name]
             gate.acquire()
             try:
-                chunks = getattr(provider, stream_type)(body, served.model, key, ctx)
+                chunks = getattr(provider, stream_type)(call.body, served.model, key, ctx)
                 first = next(chunks, None)
                 if first is None:
                     raise provider.stream_cut()
             except BaseException:
                 gate.release()
                 raise
-            return Stream(served, first, chunks, gate.release)
+            return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed)
 
-        return self._run_chain(stream_type, target, fallbacks, ctx, call)
+        try:
+            self.plugins.before(call)
+            return self._run_chain(stream_type, call, attempt)
+        except GatewayError as error:
+            self._finish(call, error=error)
+            raise
+
+    def _stream_closed(self, stream: Stream) -> None:
+        call = stream.call
+        assert call is not None
+        call.cancelled = not stream._ended and call.error is None
+        self._finish(call, error=call.error, usage=stream.usage)
+
+    def _finish(self, call: Call, *, error: GatewayError | None = None, usage: dict | None = None) -> None:
+        """The request is over: settle usage and cost, then run the after-hooks."""
+        call.finished_at = time.perf_counter()
+        call.error = error
+        if usage:
+            call.usage = usage
+        if call.served is not None and call.usage:
+            call.cost = self.pricing.cost(call.served.provider, call.served.model, call.usage)
+        self.plugins.after(call)
 
     # -- the chain of targets, each with its retries --------------------------------------------
 
-    def _run_chain(
-        self,
-        request_type: str,
-        target: Target,
-        fallbacks: list[Target],
-        ctx: RequestContext,
-        call: Callable[[Provider, Key | None, Served], Any],
-    ) -> Any:
+    def _run_chain(self, request_type: str, call: Call, attempt: Callable[[Provider, Key | None, Served], Any]) -> Any:
         primary_error: GatewayError | None = None
-        for index, attempt_target in enumerate([target, *fallbacks]):
+        targets = [call.target, *call.fallbacks]
+        for index, attempt_target in enumerate(targets):
             try:
-                return self._with_retries(request_type, attempt_target, index, ctx, call)
+                return self._with_retries(request_type, attempt_target, index, call, attempt)
             except GatewayError as error:
                 error.attribute(attempt_target.provider, attempt_target.model, request_type)
                 if index == 0:
                     primary_error = error
                 if not error.allow_fallbacks:
                     raise
-                if index < len(fallbacks):
+                if index < len(targets) - 1:
                     log.info(
                         "request %s: %s failed (%s %s), trying fallback %s",
-                        ctx.request_id, attempt_target, error.http_status, error.message, fallbacks[index],
+                        call.ctx.request_id, attempt_target, error.http_status, error.message, targets[index + 1],
                     )
         assert primary_error is not None
         raise primary_error
@@ -170,9 +226,10 @@ class Engine:
         request_type: str,
         target: Target,
         index: int,
-        ctx: RequestContext,
-        call: Callable[[Provider, Key | None, Served], Any],
+        call: Call,
+        attempt: Callable[[Provider, Key | None, Served], Any],
     ) -> Any:
+        ctx = call.ctx
         provider = self.providers.get(target.provider)
         if provider is None:
             raise GatewayError(
@@ -185,22 +242,34 @@ class Engine:
         rate_limited: set[str] = set()
         # Key pins name a key of the primary provider; fallbacks choose their own.
         pinned = ctx.pinned_key if index == 0 else None
-        for attempt in range(network.max_retries + 1):
+        for retry in range(network.max_retries + 1):
             key = self._key(provider, target.model, pinned, rate_limited)
-            served = Served(target.provider, target.model, index, key.name if key else None, attempt)
+            served = Served(target.provider, target.model, index, key.name if key else None, retry)
+            record = Attempt(target.provider, target.model, index, retry, served.key_name, time.perf_counter())
+            call.attempts.append(record)
             try:
-                return call(provider, key, served)
+                result = attempt(provider, key, served)
             except GatewayError as error:
-                if not error.retryable or attempt == network.max_retries:
+                record.seconds = time.perf_counter() - record.started
+                record.error = error
+                if self.plugins:
+                    self.plugins.on_attempt(call, record)
+                if not error.retryable or retry == network.max_retries:
                     raise
                 if error.rotate_key and key is not None:
                     rate_limited.add(key.name)
-                delay = backoff(attempt, network.retry_backoff_initial, network.retry_backoff_max)
+                delay = backoff(retry, network.retry_backoff_initial, network.retry_backoff_max)
                 log.info(
                     "request %s: %s attempt %d failed (%s %s), retrying in %.0f ms",
-                    ctx.request_id, target, attempt + 1, error.http_status, error.message, delay * 1000,
+                    ctx.request_id, target, retry + 1, error.http_status, error.message, delay * 1000,
                 )
                 gevent.sleep(delay)
+                continue
+            record.seconds = time.perf_counter() - record.started
+            call.served = served
+            if self.plugins:
+                self.plugins.on_attempt(call, record)
+            return result
         raise AssertionError("unreachable")  # the loop returns or raises
 
     @staticmethod

@@ -109,10 +109,8 @@ def validate_part(part, where: str, role: str) -> dict:
         blob = _fields(part["inlineData"], {"mimeType", "data", "displayName"}, f"{where}.inline_data")
         if not blob.get("mimeType"):
             raise Invalid(f"* GenerateContentRequest.{where}.inline_data.mime_type: required field is not set")
-        try:
-            base64.b64decode(blob.get("data") or "", validate=True)
-        except (binascii.Error, ValueError):
-            raise Invalid(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed") from None
+        if decode_signature(blob.get("data") or "") is None:     # standard or URL-safe base64, as protobuf JSON
+            raise Invalid(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed")
     if kind == "fileData":
         file_data = _fields(part["fileData"], {"mimeType", "fileUri", "displayName"}, f"{where}.file_data")
         if not file_data.get("fileUri"):

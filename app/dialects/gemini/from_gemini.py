@@ -280,6 +280,9 @@ def _inline(inline: dict, path: str) -> dict:
     data = inline.get("data")
     if not isinstance(data, str):
         raise bad_request("inlineData needs base64 'data'", param=f"{path}.data")
+    # Google accepts URL-safe base64 (the SDK sends it); other providers want the standard alphabet.
+    data = data.replace("-", "+").replace("_", "/")
+    data += "=" * (-len(data) % 4)
     if mime.startswith("image/"):
         return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
     if mime in _AUDIO_FORMATS:

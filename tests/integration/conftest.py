@@ -37,7 +37,7 @@ def gateway_config(fake_url: str, closed_port: int) -> dict:
                 "keys": [{"name": "az", "value": "az-key", "models": ["gpt-4o", "text-embedding-3-small"],
                           "azure_key_config": {"endpoint": fake_url, "api_version": "2024-10-21",
                                                "deployments": {"gpt-4o": "gpt-4o-prod",
-                                                               "text-embedding-3-small": "embed-prod"}}}],
+                                                               "text-embedding-3-small": "text-embedding-3-small-eu"}}}],
             },
             "gemini": {
                 "keys": [{"name": "gm-1", "value": "gm-key-1", "models": ["*"]}],

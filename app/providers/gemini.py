@@ -71,6 +71,7 @@ class GeminiProvider(Provider):
 
     def _chunks(self, response, pieces: Iterator[bytes], model: str, keep_native: bool) -> Iterator[dict]:
         converter = dialect.GeminiStreamToChat(model)
+        clean = False  # the body ended after a finishReason: the connection can be reused
         try:
             for _, event in self.json_events(pieces):
                 if event is DONE:  # not a Gemini event; tolerate it from proxies
@@ -83,12 +84,13 @@ class GeminiProvider(Provider):
                 yield from chunks
             if not converter.done:
                 raise self.stream_cut()
+            clean = True
         except GatewayError:
             if not converter.done:
                 raise
             # The answer was complete (finishReason seen); a late hiccup in the tail is not news.
         finally:
-            self.end_stream(response, pieces, converter.done)
+            self.end_stream(response, pieces, clean)
 
     # -- text, through chat ---------------------------------------------------------------------
 

@@ -435,3 +435,25 @@ def test_count_tokens_and_models():
     assert g.openai_model_to_gemini({"id": "gpt-4o-mini"}, "openai/gpt-4o-mini")["name"] == "models/openai/gpt-4o-mini"
     assert json.dumps(g.openapi_to_json_schema({"type": "ARRAY", "items": {"type": "INTEGER"}})) == \
         '{"type": "array", "items": {"type": "integer"}}'
+
+
+def test_stream_usage_arriving_after_the_finish_is_a_usage_only_chunk():
+    conv = g.GeminiStreamToChat("m")
+    conv.feed({"candidates": [{"content": {"parts": [{"text": "Hi"}], "role": "model"}, "finishReason": "STOP"}]})
+    (chunk,) = conv.feed({"usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}})
+    assert chunk["choices"] == [] and chunk["usage"]["total_tokens"] == 2
+
+
+def test_a_signature_can_ride_in_the_tool_call_id_for_surfaces_without_extra_fields():
+    call_id = g.id_with_signature("toolu_01", SIG_A)
+    assert all(c.isalnum() or c in "_-" for c in call_id)  # fits Anthropic's tool_use id pattern
+    assert g.split_id_signature(call_id) == ("toolu_01", SIG_A)
+    assert g.split_id_signature("call_plain") == ("call_plain", None)
+    body = g.chat_request_to_gemini({"messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [{"id": call_id, "type": "function",
+                                              "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": "sunny"}]})
+    assert body["contents"][1]["parts"][0] == {"functionCall": {"name": "get_weather", "args": {}, "id": "toolu_01"},
+                                               "thoughtSignature": SIG_A}
+    assert body["contents"][2]["parts"][0]["functionResponse"]["id"] == "toolu_01"

@@ -165,3 +165,21 @@ def with_signature(obj: dict, signature: str | None) -> dict:
     if signature:
         obj["extra_content"] = {"google": {"thought_signature": signature}}
     return obj
+
+
+# A surface whose tool calls cannot carry extra fields (Anthropic's tool_use blocks) can
+# carry the signature in the call id instead: ``id_with_signature`` builds such an id
+# (letters, digits, "_" and "-" only), and ``chat_request_to_gemini`` reads it back.
+_ID_MARK = "__thought_"
+
+
+def id_with_signature(call_id: str, signature: str) -> str:
+    return call_id + _ID_MARK + signature.replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def split_id_signature(call_id: str) -> tuple[str, str | None]:
+    head, mark, tail = call_id.partition(_ID_MARK)
+    if not mark or not tail:
+        return call_id, None
+    signature = tail.replace("-", "+").replace("_", "/")
+    return head, signature + "=" * (-len(signature) % 4)

@@ -125,8 +125,13 @@ class GeminiStreamToChat:
         if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
             chunks.append(self._chunk(0, {"role": "assistant", "content": ""}, "content_filter"))
             self.done = True
-        if event.get("usageMetadata") and chunks and self.done:
-            chunks[-1]["usage"] = usage_to_chat(event["usageMetadata"])
+        if event.get("usageMetadata") and self.done:
+            usage = usage_to_chat(event["usageMetadata"])
+            if chunks:
+                chunks[-1]["usage"] = usage
+            else:  # usage after the finishing event: OpenAI's usage-only chunk
+                chunks.append({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                               "model": self.model, "choices": [], "usage": usage})
         return chunks
 
     def _delta(self, index: int, parts: list) -> dict:

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.errors import bad_request
 
-from .common import FINISH_FROM_CHAT, signature_of, usage_from_chat
+from .common import FINISH_FROM_CHAT, signature_of, split_id_signature, usage_from_chat
 
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "ogg": "audio/ogg",
                 "aac": "audio/aac", "pcm16": "audio/pcm"}
@@ -152,11 +152,12 @@ def _model_parts(msg: dict, path: str, call_names: dict[str, str]) -> list[dict]
             raise bad_request("tool call needs a function name", param=f"{where}.function.name")
         function_call: dict[str, Any] = {"name": function["name"],
                                          "args": _arguments(function.get("arguments"), f"{where}.function.arguments")}
+        id_signature = None
         if call.get("id"):
-            function_call["id"] = call["id"]
+            function_call["id"], id_signature = split_id_signature(call["id"])
             call_names[call["id"]] = function["name"]
         part: dict[str, Any] = {"functionCall": function_call}
-        signature = signature_of(call)
+        signature = signature_of(call) or id_signature
         if signature:
             part["thoughtSignature"] = signature
         parts.append(part)
@@ -199,7 +200,7 @@ def _function_response(msg: dict, path: str, call_names: dict[str, str]) -> dict
         response = {"result": content if content is not None else ""}
     part: dict[str, Any] = {"name": name, "response": response}
     if call_id:
-        part["id"] = call_id
+        part["id"] = split_id_signature(call_id)[0]
     return {"functionResponse": part}
 
 

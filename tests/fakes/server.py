@@ -23,7 +23,7 @@ from .behaviours import Behaviour, as_behaviour
 from .common import Response
 
 _wall_clock = time.time
-DIALECTS = (anthropic.DIALECT, gemini.DIALECT, openai.DIALECT)   # first match wins (Anthropic, Gemini claim only theirs)
+DIALECTS = (anthropic.DIALECT, gemini.DIALECT, openai.DIALECT)   # first match wins (the first two claim only theirs)
 MAX_BODY = 64 * 1024 * 1024
 
 

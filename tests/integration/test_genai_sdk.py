@@ -304,3 +304,22 @@ def test_reply_override_reaches_the_sdk(gateway, fake):
     reply = client_for(gateway).models.generate_content(model="openai/gpt-4o-mini", contents="Hi")
     assert reply.text == "Bonjour"
     assert reply.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+
+
+@pytest.mark.parametrize("upstream", list(UPSTREAMS))
+def test_async_client(gateway, fake, upstream):
+    import asyncio
+
+    model, dialect, _ = UPSTREAMS[upstream]
+
+    async def run():
+        client = client_for(gateway).aio
+        reply = await client.models.generate_content(model=model, contents="Hello there")
+        chunks = [c async for c in await client.models.generate_content_stream(model=model, contents="Hello there")]
+        return reply, chunks
+
+    reply, chunks = asyncio.run(run())
+    assert reply.text == DEFAULT_TEXT
+    assert "".join(c.text or "" for c in chunks) == DEFAULT_TEXT
+    assert chunks[-1].usage_metadata.total_token_count == 7
+    assert [r.dialect for r in fake.requests] == [dialect, dialect]

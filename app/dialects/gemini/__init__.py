@@ -20,7 +20,8 @@ __all__ = [
     "ChatStreamToGemini", "GeminiStreamToChat", "chat_request_to_gemini", "chat_response_to_gemini",
     "count_reply_to_gemini", "count_request_to_chat", "count_request_to_gemini", "decode_base64",
     "embedding_request_to_gemini", "encode_base64", "error_body", "error_from_gemini", "gemini_embed_to_openai",
-    "gemini_embeddings_to_openai", "gemini_model_to_openai", "id_with_signature", "split_id_signature", "gemini_request_to_chat", "gemini_response_to_chat",
+    "gemini_embeddings_to_openai", "gemini_model_to_openai", "gemini_request_to_chat", "gemini_response_to_chat",
+    "id_with_signature", "split_id_signature",
     "openai_embeddings_to_gemini", "openai_model_to_gemini", "openapi_to_json_schema", "signature_of",
     "status_name", "stream_error", "usage_from_chat", "usage_to_chat", "with_signature",
 ]

@@ -81,7 +81,8 @@ def gemini_embed_to_openai(body: Any, batch: bool) -> dict:
         path = f"requests[{i}]" if batch else ""
         content = request.get("content") if isinstance(request, dict) else None
         parts = content.get("parts") if isinstance(content, dict) else None
-        if not isinstance(parts, list) or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in parts):
+        texts_only = isinstance(parts, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in parts)
+        if not texts_only:
             raise bad_request("content must have text parts only for this provider",
                               param=f"{path}.content" if path else "content")
         texts.append(" ".join(p["text"] for p in parts))

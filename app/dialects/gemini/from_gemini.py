@@ -360,7 +360,8 @@ def openapi_to_json_schema(schema: Any) -> Any:
 _CONFIG_FIELDS = (
     ("temperature", "temperature", None), ("topP", "top_p", "top_p"), ("candidateCount", "n", "candidate_count"),
     ("seed", "seed", None), ("presencePenalty", "presence_penalty", "presence_penalty"),
-    ("frequencyPenalty", "frequency_penalty", "frequency_penalty"), ("maxOutputTokens", "max_tokens", "max_output_tokens"),
+    ("frequencyPenalty", "frequency_penalty", "frequency_penalty"),
+    ("maxOutputTokens", "max_tokens", "max_output_tokens"),
     ("responseLogprobs", "logprobs", "response_logprobs"), ("logprobs", "top_logprobs", None),
 )
 

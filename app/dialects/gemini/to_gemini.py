@@ -352,7 +352,8 @@ class ChatStreamToGemini:
             delta = choice.get("delta") or {}
             parts = _reply_parts(delta.get("reasoning"), delta.get("content"), [])
             for call in delta.get("tool_calls") or ():
-                slot = self._calls.setdefault(index, {}).setdefault(call.get("index", 0), {"function": {"arguments": ""}})
+                calls = self._calls.setdefault(index, {})
+                slot = calls.setdefault(call.get("index", 0), {"function": {"arguments": ""}})
                 if call.get("id"):
                     slot["id"] = call["id"]
                 if call.get("extra_content"):

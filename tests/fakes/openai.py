@@ -1,5 +1,6 @@
 """OpenAI-compatible dialect: /v1/chat/completions (and Perplexity's /chat/completions),
-/v1/completions, /v1/models, and Azure's /openai/deployments/{deployment}/(chat/)completions.
+/v1/completions, /v1/embeddings, /v1/models, and Azure's /openai/deployments/{deployment}/
+(chat/completions|completions|embeddings).
 
 Requests are checked the way OpenAI checks them (auth, JSON, required fields, message roles and
 content parts, tool-call pairing, stream_options); unknown top-level fields are accepted.

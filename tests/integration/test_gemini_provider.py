@@ -149,3 +149,16 @@ def test_upstream_key_errors_are_reported(gateway, fake):
     assert reply.status_code == 429
     assert reply.json()["error"] == {"message": "Resource has been exhausted (e.g. check quota).",
                                      "type": "RESOURCE_EXHAUSTED"}
+
+
+def test_image_input_becomes_inline_data(client, fake):
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    reply = client.chat.completions.create(model="gemini/gemini-2.5-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
+    assert reply.choices[0].message.content == DEFAULT_TEXT
+    assert reply.usage.prompt_tokens == 3 + 2 * 258  # the fake counts each image as 258 tokens, as Gemini does
+    parts = fake.requests[0].body["contents"][0]["parts"]
+    assert parts == [{"text": "What is this?"}, {"inlineData": {"mimeType": "image/png", "data": png}},
+                     {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/cat.png"}}]

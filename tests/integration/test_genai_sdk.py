@@ -249,8 +249,9 @@ def test_pass_through_keeps_fields_the_gateway_does_not_know(gateway, fake):
             "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
             "cachedContent": "cachedContents/abc123",
             "generationConfig": {"responseModalities": ["TEXT"], "topK": 3, "enableEnhancedCivicAnswers": True}}
+    # the fake Gemini answers 401 to any Authorization header: both client credentials must stay here
     reply = requests.post(gateway.url + "/genai/v1beta/models/gemini-2.5-flash:generateContent", json=body,
-                          headers={"x-goog-api-key": SDK_KEY}, timeout=10)
+                          headers={"x-goog-api-key": SDK_KEY, "Authorization": f"Bearer {SDK_KEY}"}, timeout=10)
     assert reply.status_code == 200, reply.text
     assert fake.requests[0].body == body  # byte for byte what the client sent
     out = reply.json()

@@ -145,7 +145,7 @@ class ConcurrencySchema(_Strict):
 
 
 class CustomProviderSchema(_Strict):
-    base_provider_type = fields.String(required=True, validate=validate.OneOf(["openai", "anthropic"]))
+    base_provider_type = fields.String(required=True, validate=validate.OneOf(["openai", "anthropic", "gemini"]))
     is_key_less = fields.Boolean(load_default=False)
     allowed_requests = fields.Dict(keys=fields.String(), values=fields.Boolean())
     request_path_overrides = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)

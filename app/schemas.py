@@ -57,8 +57,15 @@ class TextBody(_Body):
     text = fields.Raw()
 
 
+class EmbeddingBody(_Body):
+    input = fields.Raw(required=True, error_messages={"required": "input is required for embeddings"})
+    encoding_format = fields.String(allow_none=True, validate=validate.OneOf(["float", "base64"]))
+    dimensions = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1))
+
+
 _chat_schema = ChatBody()
 _text_schema = TextBody()
+_embedding_schema = EmbeddingBody()
 
 
 def parse_chat(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
@@ -78,6 +85,35 @@ def parse_text(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
         raise bad_request("prompt must be a string or a list of strings", param="prompt")
     data["prompt"] = prompt
     return _finish(data, known_providers)
+
+
+def parse_embedding(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
+    data = _load(_embedding_schema, body)
+    value = data.get("input")
+    if value is None or value == "" or value == []:
+        raise bad_request("input is required for embeddings", param="input")
+    if not (isinstance(value, str) or (isinstance(value, list) and _same_kind(value))):
+        raise bad_request("input must be a string, an array of strings, or an array of token arrays", param="input")
+    encoding = data.get("encoding_format")
+    if encoding is not None and encoding not in ("float", "base64"):
+        raise bad_request("encoding_format must be 'float' or 'base64'", param="encoding_format")
+    dimensions = data.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
+        raise bad_request("dimensions must be a positive integer", param="dimensions")
+    parsed = _finish(data, known_providers)
+    parsed.stream = False  # embeddings have no stream
+    parsed.body.pop("stream", None)
+    return parsed
+
+
+def _same_kind(items: list) -> bool:
+    """Strings, token ids, or arrays of token ids: OpenAI's three list forms of input."""
+    if all(isinstance(i, str) for i in items):
+        return True
+    if all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+        return True
+    return all(isinstance(i, list) and i and all(isinstance(t, int) and not isinstance(t, bool) for t in i)
+               for i in items)
 
 
 def split_model(value: str, known_providers: frozenset[str], param: str = "model") -> Target:

@@ -1,4 +1,4 @@
-"""The unified API: /v1/chat/completions, /v1/text/completions, /v1/completions, /v1/models."""
+"""The unified API: /v1/chat/completions, /v1/text/completions, /v1/completions, /v1/embeddings, /v1/models."""
 from __future__ import annotations
 
 import orjson
@@ -6,10 +6,10 @@ from flask import Blueprint, request
 
 from app.errors import bad_request
 from app.gateway import current_context, current_engine
-from app.providers.base import CHAT, TEXT
+from app.providers.base import CHAT, EMBEDDING, TEXT
 from app.responses import json_response, served_headers, sse_response
 from app.engine import stamp
-from app.schemas import ParsedRequest, parse_chat, parse_text
+from app.schemas import ParsedRequest, parse_chat, parse_embedding, parse_text
 
 bp = Blueprint("inference", __name__)
 
@@ -25,6 +25,12 @@ def chat_completions():
 def text_completions():
     engine = current_engine()
     return _serve(TEXT, parse_text(read_json(), engine.known_providers))
+
+
+@bp.post("/v1/embeddings")
+def embeddings():
+    engine = current_engine()
+    return _serve(EMBEDDING, parse_embedding(read_json(), engine.known_providers))
 
 
 @bp.get("/v1/models")

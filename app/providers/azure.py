@@ -6,8 +6,10 @@ from urllib.parse import quote
 from app.config import Key
 from app.context import RequestContext
 from app.errors import GatewayError
-from app.providers.base import TEXT
+from app.providers.base import EMBEDDING, TEXT
 from app.providers.openai import OpenAIProvider
+
+_OPERATIONS = {TEXT: "completions", EMBEDDING: "embeddings"}
 
 
 class AzureProvider(OpenAIProvider):
@@ -18,7 +20,7 @@ class AzureProvider(OpenAIProvider):
         if request_type == "list_models":
             return f"{azure.endpoint}/openai/models?api-version={azure.api_version}"
         deployment = quote(azure.deployments.get(model, model), safe="")
-        operation = "completions" if request_type == TEXT else "chat/completions"
+        operation = _OPERATIONS.get(request_type, "chat/completions")
         return f"{azure.endpoint}/openai/deployments/{deployment}/{operation}?api-version={azure.api_version}"
 
     def headers(self, key: Key | None, ctx: RequestContext) -> dict[str, str]:

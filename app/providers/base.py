@@ -21,6 +21,8 @@ CHAT_STREAM = "chat_completion_stream"
 TEXT = "text_completion"
 TEXT_STREAM = "text_completion_stream"
 LIST_MODELS = "list_models"
+EMBEDDING = "embedding"
+COUNT_TOKENS = "count_tokens"
 
 DONE = object()  # the OpenAI stream terminator, as yielded by Provider.json_events
 
@@ -54,6 +56,14 @@ class Provider:
 
     def list_models(self, key: Key | None, ctx: RequestContext) -> list[dict]:
         raise self.unsupported(LIST_MODELS)
+
+    def embedding(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        """OpenAI's /v1/embeddings body in, its reply (``object: list`` of embeddings) out."""
+        raise self.unsupported(EMBEDDING)
+
+    def count_tokens(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        """A canonical chat body in, ``{"input_tokens": n}`` out."""
+        raise self.unsupported(COUNT_TOKENS)
 
     def supports(self, request_type: str) -> bool:
         allowed = self.config.allowed_requests

@@ -14,6 +14,7 @@ class ProviderSpec:
     chat_path: str = "/v1/chat/completions"
     text_path: str | None = "/v1/completions"  # None: no legacy completions endpoint
     models_path: str = "/v1/models"
+    embeddings_path: str = "/v1/embeddings"
     # False where the upstream rejects stream_options (Mistral answers 422 extra_forbidden)
     # and sends usage in its last chunk without being asked.
     stream_usage_option: bool = True
@@ -42,8 +43,11 @@ OPENAI_COMPATIBLE: dict[str, ProviderSpec] = {
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
+# Google's Generative Language API; the key goes in x-goog-api-key.
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
+GEMINI_API_VERSION = "v1beta"
 
-BUILTIN_PROVIDERS: frozenset[str] = frozenset(OPENAI_COMPATIBLE) | {"azure", "anthropic"}
+BUILTIN_PROVIDERS: frozenset[str] = frozenset(OPENAI_COMPATIBLE) | {"azure", "anthropic", "gemini"}
 
 # Local inference servers run without an API key.
 KEYLESS_PROVIDERS: frozenset[str] = frozenset({"ollama", "sgl", "vllm"})
@@ -53,6 +57,7 @@ KEYLESS_PROVIDERS: frozenset[str] = frozenset({"ollama", "sgl", "vllm"})
 ENV_KEYS: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
     "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     "azure": ("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
     "groq": ("GROQ_API_KEY",),
     "cerebras": ("CEREBRAS_API_KEY",),

@@ -12,7 +12,7 @@ import orjson
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.errors import GatewayError
-from app.providers.base import CHAT, DONE, TEXT, Provider
+from app.providers.base import CHAT, DONE, EMBEDDING, TEXT, Provider
 from app.providers.catalog import OPENAI_COMPATIBLE, ProviderSpec
 
 
@@ -52,6 +52,8 @@ class OpenAIProvider(Provider):
             return self.base_url + self.spec.text_path
         if request_type == "list_models":
             return self.base_url + self.spec.models_path
+        if request_type == EMBEDDING:
+            return self.base_url + self.spec.embeddings_path
         return self.base_url + self.spec.chat_path
 
     def headers(self, key: Key | None, ctx: RequestContext) -> dict[str, str]:
@@ -67,6 +69,10 @@ class OpenAIProvider(Provider):
 
     def text_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
         return self.post_json(self.url(TEXT, model, key), {**body, "model": model}, self.headers(key, ctx), ctx, parse_error)
+
+    def embedding(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        url = self.url(EMBEDDING, model, key)
+        return self.post_json(url, {**body, "model": model}, self.headers(key, ctx), ctx, parse_error)
 
     def chat_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
         return self._stream(CHAT, body, model, key, ctx)

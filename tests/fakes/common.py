@@ -111,6 +111,7 @@ class Endpoint:
     """A route a dialect recognised: kind is e.g. "chat", "completions", "models", "messages"."""
     kind: str
     deployment: str | None = None      # Azure deployment name from the path
+    model: str | None = None           # Gemini: the model named in the path
 
 
 @dataclass

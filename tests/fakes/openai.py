@@ -1,13 +1,17 @@
 """OpenAI-compatible dialect: /v1/chat/completions (and Perplexity's /chat/completions),
-/v1/completions, /v1/models, and Azure's /openai/deployments/{deployment}/(chat/)completions.
+/v1/completions, /v1/embeddings, /v1/models, and Azure's /openai/deployments/{deployment}/
+(chat/completions|completions|embeddings).
 
 Requests are checked the way OpenAI checks them (auth, JSON, required fields, message roles and
 content parts, tool-call pairing, stream_options); unknown top-level fields are accepted.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import struct
 
 from .common import (DEFAULT_TEXT, Endpoint, Response, ToolCall, count_tokens, dumps, example_arguments,
                      now, random_id, split_even, split_text, sse)
@@ -20,7 +24,8 @@ PART_TYPES = {
     "assistant": ("text", "refusal"),
     "system": ("text",), "developer": ("text",), "tool": ("text",), "function": ("text",),
 }
-AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|completions)$")
+AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|completions|embeddings)$")
+AZURE_KINDS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
 
 _MISSING = object()
 
@@ -267,6 +272,35 @@ def validate_tools(body: dict) -> None:
                 raise missing(f"{p}.function.name")
 
 
+def validate_embeddings(body: dict, model: str) -> None:
+    value = body.get("input", _MISSING)
+    if value is _MISSING or value is None:
+        raise missing("input")
+    if value == "" or value == []:
+        raise Invalid("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-"
+                      "reference.", "input")
+    ok = isinstance(value, str) or (isinstance(value, list) and (
+        all(isinstance(i, str) and i for i in value) or all(isinstance(i, int) for i in value)
+        or all(isinstance(i, list) and i and all(isinstance(t, int) for t in i) for i in value)))
+    if not ok:
+        raise Invalid("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-"
+                      "reference.", "input")
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        raise bad_value("encoding_format", fmt, ("float", "base64"))
+    dims = body.get("dimensions")
+    if dims is not None:
+        if not isinstance(dims, int) or isinstance(dims, bool) or dims < 1:
+            raise Invalid(f"Invalid value for 'dimensions' = {dims}. Must be a positive integer.", "dimensions")
+        if not model.startswith("text-embedding-3"):
+            raise Invalid("This model does not support specifying dimensions.", "dimensions")
+
+
+def embedding_values(text: str, dims: int) -> list[float]:
+    seed = hashlib.sha256(text.encode()).digest()
+    return [round((seed[i % 32] - 128) / 128.0, 6) for i in range(dims)]
+
+
 def validate_prompt(body: dict) -> None:
     prompt = body.get("prompt", _MISSING)
     if prompt is _MISSING or prompt is None:
@@ -332,11 +366,13 @@ class OpenAIDialect:
             return Endpoint("chat")
         if method == "POST" and path in ("/v1/completions", "/completions"):
             return Endpoint("completions")
+        if method == "POST" and path in ("/v1/embeddings", "/embeddings"):
+            return Endpoint("embeddings")
         if method == "GET" and path in ("/v1/models", "/models"):
             return Endpoint("models")
         m = AZURE_PATH.match(path)
         if method == "POST" and m:
-            return Endpoint("chat" if m.group(2) == "chat/completions" else "completions", deployment=m.group(1))
+            return Endpoint(AZURE_KINDS[m.group(2)], deployment=m.group(1))
         return None
 
     def api_key(self, headers: dict, endpoint: Endpoint | None) -> str | None:
@@ -388,6 +424,8 @@ class OpenAIDialect:
             if endpoint.kind == "chat":
                 validate_messages(req.body)
                 validate_tools(req.body)
+            elif endpoint.kind == "embeddings":
+                validate_embeddings(req.body, req.model or "")
             else:
                 validate_prompt(req.body)
         except Invalid as exc:
@@ -404,6 +442,10 @@ class OpenAIDialect:
             return Response(200, {"object": "list", "data": data}, headers=headers)
         body = req.body
         model = req.model or "unknown"
+        if endpoint.kind == "embeddings":
+            resp = self._embeddings(body, model)
+            resp.headers.update(headers)
+            return resp
         if endpoint.kind == "chat":
             resp = self._chat_stream(body, model, options) if body.get("stream") else self._chat(body, model, options)
         else:
@@ -467,6 +509,22 @@ class OpenAIDialect:
             events.append(sse(dict(base, choices=[], usage=usage(prompt_tokens(body), completion))))
         events.append(b"data: [DONE]\n\n")
         return Response(200, events=events)
+
+    def _embeddings(self, body: dict, model: str) -> Response:
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if inputs and isinstance(inputs[0], int):
+            inputs = [inputs]
+        dims = body.get("dimensions") or (3072 if "large" in model else 1536)
+        data, tokens = [], 0
+        for index, item in enumerate(inputs):
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            tokens += count_tokens(text) if isinstance(item, str) else len(item)
+            values = embedding_values(text, dims)
+            if body.get("encoding_format") == "base64":
+                values = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": values})
+        return Response(200, {"object": "list", "data": data, "model": model,
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     def _text(self, body: dict, model: str, options: dict) -> Response:
         text = options.get("content")

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from . import anthropic, openai
+from . import anthropic, gemini, openai
 from .behaviours import Behaviour, as_behaviour
 from .common import Response
 
 _wall_clock = time.time
-DIALECTS = (anthropic.DIALECT, openai.DIALECT)   # first match wins (Anthropic claims only its paths)
+DIALECTS = (anthropic.DIALECT, gemini.DIALECT, openai.DIALECT)   # first match wins (the first two claim only theirs)
 MAX_BODY = 64 * 1024 * 1024
 
 

@@ -6,7 +6,7 @@ import pytest
 from tests.fakes import FakeUpstream
 from tests.gateway_process import GatewayProcess, free_port
 
-API_KEYS = {"sk-openai-1", "sk-ant-1", "sk-rl-a", "sk-rl-b", "az-key", "sk-custom", "sk-groq"}
+API_KEYS = {"sk-openai-1", "sk-ant-1", "sk-rl-a", "sk-rl-b", "az-key", "sk-custom", "sk-groq", "gm-key-1"}
 
 
 def gateway_config(fake_url: str, closed_port: int) -> dict:
@@ -34,9 +34,14 @@ def gateway_config(fake_url: str, closed_port: int) -> dict:
                 "network_config": {"base_url": fake_url},
             },
             "azure": {
-                "keys": [{"name": "az", "value": "az-key", "models": ["gpt-4o"],
+                "keys": [{"name": "az", "value": "az-key", "models": ["gpt-4o", "text-embedding-3-small"],
                           "azure_key_config": {"endpoint": fake_url, "api_version": "2024-10-21",
-                                               "deployments": {"gpt-4o": "gpt-4o-prod"}}}],
+                                               "deployments": {"gpt-4o": "gpt-4o-prod",
+                                                               "text-embedding-3-small": "text-embedding-3-small-eu"}}}],
+            },
+            "gemini": {
+                "keys": [{"name": "gm-1", "value": "gm-key-1", "models": ["*"]}],
+                "network_config": {"base_url": fake_url, **fast_retries},
             },
             "refused": {
                 "keys": [{"name": "r", "value": "sk-custom", "models": ["*"]}],

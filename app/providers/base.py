@@ -21,6 +21,7 @@ CHAT_STREAM = "chat_completion_stream"
 TEXT = "text_completion"
 TEXT_STREAM = "text_completion_stream"
 LIST_MODELS = "list_models"
+COUNT_TOKENS = "count_tokens"
 
 DONE = object()  # the OpenAI stream terminator, as yielded by Provider.json_events
 
@@ -32,7 +33,15 @@ ErrorParser = Callable[[Any], "tuple[str, str | None, str | None, str | None]"]
 
 
 class Provider:
-    """Base adapter: a method per request type, each unsupported until overridden."""
+    """Base adapter: a method per request type, each unsupported until overridden.
+
+    ``dialect`` names the wire format the upstream speaks. A surface request in that same
+    dialect reaches ``native_<request type>(native, model, key, ctx)`` when the adapter has
+    one (see Engine._passage); those methods take an app.native.NativeRequest and return
+    the upstream's own reply or events.
+    """
+
+    dialect: str | None = None
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -54,6 +63,9 @@ class Provider:
 
     def list_models(self, key: Key | None, ctx: RequestContext) -> list[dict]:
         raise self.unsupported(LIST_MODELS)
+
+    def count_tokens(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        raise self.unsupported(COUNT_TOKENS)
 
     def supports(self, request_type: str) -> bool:
         allowed = self.config.allowed_requests

@@ -239,9 +239,15 @@ _TYPE_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 40
 
 
 def error_type_for(status: int, error_type: str | None = None) -> str:
-    """Anthropic's error type for a status; an Anthropic type from the upstream is kept."""
+    """Anthropic's error type for a status; an Anthropic type from the upstream is kept when it fits the status.
+
+    (OpenAI calls a bad key ``invalid_request_error`` with a 401; Anthropic's SDK user
+    expects ``authentication_error`` there.)
+    """
     if error_type in ERROR_TYPES:
-        return error_type
+        expected = _STREAM_ERRORS.get(error_type, (413,))[0]
+        if expected == status or (error_type == "overloaded_error" and status in (503, 529)):
+            return error_type
     return _TYPE_BY_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
 
 

@@ -187,6 +187,13 @@ def _fallback(item: Any, index: int, known_providers: frozenset[str]) -> Target:
     return split_model(item, known_providers, param=param)
 
 
+def parse_fallbacks(items: Any, known_providers: frozenset[str]) -> list[Target]:
+    """A ``fallbacks`` array read outside the unified API's body schema (the drop-in surfaces)."""
+    if not isinstance(items, list):
+        raise bad_request("fallbacks must be an array of \"provider/model\" strings", param="fallbacks")
+    return [_fallback(item, i, known_providers) for i, item in enumerate(items)]
+
+
 def header_fallbacks(value: str | None, known_providers: frozenset[str]) -> list[Target]:
     """The ``x-bf-fallbacks`` header: comma-separated provider/model, for dialects without extra body fields."""
     if not value:

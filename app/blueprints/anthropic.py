@@ -25,7 +25,7 @@ from app.gateway import current_context, current_engine
 from app.native import NativeRequest
 from app.providers.base import CHAT, COUNT_TOKENS
 from app.responses import SSE_HEADERS, internal_error, json_response, served_headers
-from app.schemas import Target, _fallback, header_fallbacks, split_model
+from app.schemas import Target, header_fallbacks, parse_fallbacks, split_model
 
 log = logging.getLogger("bifrost.anthropic")
 
@@ -98,11 +98,8 @@ def _parse(body: object, *, count_tokens: bool) -> tuple[NativeRequest, Target, 
                          default_provider=environ.get("HTTP_X_MODEL_PROVIDER") or "anthropic")
     # Anthropic rejects unknown fields, so fallbacks come in a header; a "fallbacks" field
     # (extra_body) is accepted too and never forwarded.
-    extra = body.get("fallbacks")
-    if extra:
-        if not isinstance(extra, list):
-            raise bad_request("fallbacks must be an array of \"provider/model\" strings", param="fallbacks")
-        fallbacks = [_fallback(item, i, engine.known_providers) for i, item in enumerate(extra)]
+    if body.get("fallbacks"):
+        fallbacks = parse_fallbacks(body["fallbacks"], engine.known_providers)
     else:
         fallbacks = header_fallbacks(environ.get("HTTP_X_BF_FALLBACKS"), engine.known_providers)
     native_body = {key: value for key, value in body.items() if key not in GATEWAY_FIELDS}
@@ -161,7 +158,10 @@ def _gateway_error(error: GatewayError) -> Response:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    message = "request body too large (client.max_request_body_size_mb)" if status == 413 else (exc.description or exc.name)
+    if status == 413:
+        message = "request body too large (client.max_request_body_size_mb)"
+    else:
+        message = exc.description or exc.name
     return _gateway_error(GatewayError(message, status))
 
 

@@ -23,6 +23,7 @@ REPLY_OPTIONS = (
     "tool_call",        # None=auto (tools given and last turn is the user's), True=force, False=never,
                         # or {"name": ..., "arguments": dict|str}
     "finish_reason",    # OpenAI-style: stop / length / tool_calls / content_filter (mapped for Anthropic)
+    "reasoning",        # OpenAI-compatible only: reasoning_content reported before the answer
     "chunks",           # number of content pieces in a stream
     "first_delay",      # seconds before the first stream event (headers are sent at once)
     "gap",              # seconds between stream events
@@ -126,8 +127,11 @@ class Reply(Behaviour):
     content: str | None = None
     tool_call: object = field(default=None, hash=False)
     finish_reason: str | None = None
+    reasoning: str | None = None
 
     def prepare(self, ex) -> None:
+        if self.reasoning is not None:
+            ex.options["reasoning"] = self.reasoning
         if self.content is not None:
             ex.options["content"] = self.content
         if self.tool_call is not None:

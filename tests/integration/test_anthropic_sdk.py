@@ -339,3 +339,18 @@ def test_529_is_overloaded_error(client, fake):
     with pytest.raises(anthropic.APIStatusError) as raised:
         client.messages.create(model=ANTHROPIC[0], max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     assert raised.value.status_code == 529 and raised.value.body["error"]["type"] == "overloaded_error"
+
+
+# -- reasoning from an OpenAI-compatible upstream ------------------------------------------------
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_reported_reasoning_becomes_a_thinking_block(client, fake, stream):
+    fake.plan(Reply(content="42", reasoning="Six times seven is forty two."))
+    kwargs = dict(model=OPENAI[0], max_tokens=64, messages=[{"role": "user", "content": "6 x 7?"}])
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == "Six times seven is forty two." and message.content[1].text == "42"

@@ -71,7 +71,8 @@ def test_plugins_see_canonical_body_and_usage(app_and_recorder, fake, model, pas
     assert reply.status_code == 200, reply.get_data(as_text=True)
 
     [before] = recorder.before_bodies
-    assert before["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
+    assert before["messages"] == [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": "Hello there"}]
     assert before["max_completion_tokens"] == 50
     [call] = recorder.calls
     assert call.surface == "anthropic" and call.passthrough is passthrough and call.error is None

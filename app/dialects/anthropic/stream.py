@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.dialects.anthropic.response import (_STREAM_ERRORS, anthropic_usage, chat_usage as _chat_usage, dumps as _dumps,
-                                             _finish_reason, stop_reason)
+from app.dialects.anthropic.response import _STREAM_ERRORS, _finish_reason, anthropic_usage, stop_reason
+from app.dialects.anthropic.response import chat_usage as _chat_usage
+from app.dialects.anthropic.response import dumps as _dumps
 from app.errors import GatewayError
 
 
@@ -144,6 +145,8 @@ class UsageMeter:
 # -- canonical chunks -> Anthropic events -------------------------------------
 
 Event = tuple[str, dict]  # (SSE event name, data)
+_TEXT_START = {"type": "text", "text": ""}
+_THINKING_START = {"type": "thinking", "thinking": "", "signature": ""}
 
 
 class ChatStreamToAnthropic:
@@ -224,9 +227,12 @@ class ChatStreamToAnthropic:
     def _text(self, kind: str, text: str) -> list[Event]:
         events: list[Event] = []
         if self._kind != kind:
-            block = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else {"type": "text", "text": ""}
-            events.extend(self._open(kind, block))
-        delta = {"type": "thinking_delta", "thinking": text} if kind == "thinking" else {"type": "text_delta", "text": text}
+            block = _THINKING_START if kind == "thinking" else _TEXT_START
+            events.extend(self._open(kind, dict(block)))
+        if kind == "thinking":
+            delta = {"type": "thinking_delta", "thinking": text}
+        else:
+            delta = {"type": "text_delta", "text": text}
         events.append(("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta}))
         return events
 
@@ -235,8 +241,8 @@ class ChatStreamToAnthropic:
         position = call.get("index", 0)
         function = call.get("function") or {}
         if position not in self._tools:
-            events.extend(self._open("tool_use", {"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
-                                                   "input": {}}))
+            block = {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": {}}
+            events.extend(self._open("tool_use", block))
             self._tools[position] = self._index
         arguments = function.get("arguments")
         if arguments:

@@ -73,6 +73,12 @@ def list_models():
                           "last_id": data[-1]["id"] if data else None})
 
 
+@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def not_found(rest: str):
+    """Anything else under the prefix answers in Anthropic's shape too, so the SDK raises NotFoundError."""
+    raise GatewayError(f"Route not found: {request.path}", 404)
+
+
 # -- parsing -----------------------------------------------------------------------------------
 
 

@@ -354,3 +354,11 @@ def test_reported_reasoning_becomes_a_thinking_block(client, fake, stream):
         message = client.messages.create(**kwargs)
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert message.content[0].thinking == "Six times seven is forty two." and message.content[1].text == "42"
+
+
+def test_unknown_routes_answer_in_anthropic_shape(gw):
+    for method, path in (("POST", "/anthropic/v1/complete"), ("GET", "/anthropic/v1/messages"),
+                         ("GET", "/litellm/anthropic/v1/files")):
+        reply = requests.request(method, gw.url + path, timeout=10)
+        assert reply.status_code == 404, (path, reply.status_code)
+        assert reply.json()["type"] == "error" and reply.json()["error"]["type"] == "not_found_error"

@@ -362,3 +362,51 @@ def test_unknown_routes_answer_in_anthropic_shape(gw):
         reply = requests.request(method, gw.url + path, timeout=10)
         assert reply.status_code == 404, (path, reply.status_code)
         assert reply.json()["type"] == "error" and reply.json()["error"]["type"] == "not_found_error"
+
+
+# -- the core's headers on /anthropic --------------------------------------------------------------
+
+def test_key_pin_forwarded_headers_and_response_headers(client, fake):
+    raw = client.messages.with_raw_response.create(
+        model="groq/llama-3.3-70b", max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-bf-api-key": "rl-b", "x-bf-eh-x-trace": "t-1", "x-request-id": "req-surfaces-1"})
+    assert raw.parse().content[0].text == DEFAULT_TEXT
+    assert raw.headers["x-bifrost-provider"] == "groq" and raw.headers["x-request-id"] == "req-surfaces-1"
+    assert raw.headers["x-bifrost-request-type"] == "chat_completion"
+    assert float(raw.headers["x-bifrost-overhead-ms"]) >= 0 and "x-bifrost-upstream-latency-ms" in raw.headers
+    seen = upstream_request(fake, OPENAI[2])
+    assert seen.api_key == "sk-rl-b"  # the pinned key, never the SDK's
+    assert seen.headers["x-trace"] == "t-1"
+
+
+# -- async: the rest of the set ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("upstream", UPSTREAMS)
+def test_async_tool_round_trip_image_and_errors(gw, fake, upstream):
+    model, _, path = upstream
+    bad = "badant/claude-3-5-haiku-latest" if path == ANTHROPIC[2] else "badoa/gpt-4o-mini"
+
+    async def run():
+        async with aclient(gw) as sdk:
+            first = await sdk.messages.create(model=model, max_tokens=64, tools=[WEATHER_TOOL], messages=[QUESTION])
+            [use] = [b for b in first.content if b.type == "tool_use"]
+            second = await sdk.messages.create(model=model, max_tokens=64, tools=[WEATHER_TOOL], messages=[
+                QUESTION, {"role": "assistant", "content": first.content},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}])
+            image = await sdk.messages.create(model=model, max_tokens=16, messages=[{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                {"type": "text", "text": "What is it?"}]}])
+            errors = []
+            for kwargs in ({"model": model, "messages": [{"role": "system", "content": "x"}]},
+                           {"model": bad, "messages": [{"role": "user", "content": "x"}]}):
+                try:
+                    await sdk.messages.create(max_tokens=16, **kwargs)
+                except anthropic.APIStatusError as error:
+                    errors.append(error)
+            return use, second, image, errors
+
+    use, second, image, errors = asyncio.run(run())
+    assert use.input == {"location": "Paris"} and second.stop_reason == "end_turn"
+    assert image.content[0].text == DEFAULT_TEXT
+    assert [type(e) for e in errors] == [anthropic.BadRequestError, anthropic.AuthenticationError]
+    assert [e.status_code for e in errors] == [400, 401]

@@ -756,7 +756,8 @@ def checks_for(tn: str, results: dict, targets_info: dict, soak=None) -> list:
     else:
         row("no coalescing, 5 ms gaps, 20 conns", "–", "as direct", None)
     # The drop-in surfaces: pass-through and /openai within the core's 1.25x of the floor, translation within 1.5x.
-    for sn, label, limit in (("openai_json_c50", "/openai", 1.25), ("anthropic_json_c50", "Anthropic pass-through", 1.25),
+    for sn, label, limit in (("openai_json_c50", "/openai", 1.25),
+                             ("anthropic_json_c50", "Anthropic pass-through", 1.25),
                              ("translated_json_c50", "Anthropic -> OpenAI translated", 1.5)):
         g, f = get(sn, tn, "cpu_us_per_req"), get(sn, "floor", "cpu_us_per_req")
         if sn in results:

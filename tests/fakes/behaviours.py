@@ -31,6 +31,7 @@ REPLY_OPTIONS = (
     "cut_reset",        # stream cut with RST instead of FIN
     "malformed_after",  # stream: after this many events send an event that is not JSON
     "malformed_resume",  # ... then carry on with the rest of the stream (else end the stream there)
+    "error_after",      # stream: after this many events send the dialect's in-stream error event and end
 )
 
 
@@ -108,6 +109,16 @@ class MalformedChunk(Behaviour):
 
 
 @dataclass(frozen=True)
+class ErrorEvent(Behaviour):
+    """Stream `after_chunks` good events, then the provider's own in-stream error (Anthropic: `event: error`
+    with overloaded_error; OpenAI: a `data:` event holding an "error" object), then end the response."""
+    after_chunks: int
+
+    def prepare(self, ex) -> None:
+        ex.options.update(error_after=self.after_chunks)
+
+
+@dataclass(frozen=True)
 class Stream(Behaviour):
     """Length and timing of a normal stream: `chunks` content pieces, `first_delay` seconds before
     the first event, `gap` seconds between events."""
@@ -171,6 +182,6 @@ def as_behaviour(value) -> Behaviour:
 
 
 __all__ = [
-    "Behaviour", "Status", "Delay", "Stall", "Reset", "CutStream", "MalformedChunk", "Stream",
+    "Behaviour", "Status", "Delay", "Stall", "Reset", "CutStream", "MalformedChunk", "ErrorEvent", "Stream",
     "Reply", "Combine", "as_behaviour", "REPLY_OPTIONS",
 ]

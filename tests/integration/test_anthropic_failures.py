@@ -13,7 +13,7 @@ import anthropic
 import pytest
 import requests
 
-from tests.fakes.behaviours import CutStream, MalformedChunk, Reset, Status, Stream
+from tests.fakes.behaviours import CutStream, ErrorEvent, MalformedChunk, Reset, Status, Stream
 from tests.fakes.common import DEFAULT_TEXT
 
 UPSTREAMS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
@@ -116,7 +116,8 @@ def test_every_attempt_failing_is_anthropic_json_with_the_status(gateway, fake, 
     assert body["error"]["type"] in ("api_error", "overloaded_error")
 
 
-@pytest.mark.parametrize("failure", [CutStream(0), MalformedChunk(0)], ids=["cut", "malformed"])
+@pytest.mark.parametrize("failure", [CutStream(0), MalformedChunk(0), ErrorEvent(0)],
+                         ids=["cut", "malformed", "error_event"])
 @pytest.mark.parametrize("upstream", list(UPSTREAMS))
 def test_stream_failing_at_its_first_event_is_retried(gateway, fake, upstream, failure):
     fake.plan(failure, model="m-first")
@@ -144,3 +145,18 @@ def test_sdk_raises_on_a_stream_cut_after_the_first_byte(gateway, fake, upstream
                 for _ in stream:
                     pass
     assert raised.value.body["error"]["type"] == "api_error"
+
+
+@pytest.mark.parametrize("upstream,error_type,message", [
+    ("anthropic", "overloaded_error", "Overloaded"),
+    ("openai", "api_error", "The server had an error while processing your request."),
+])
+def test_upstream_error_event_after_the_first_byte_is_relayed_as_an_error_event(gateway, fake, upstream, error_type,
+                                                                                  message):
+    fake.plan((Stream(chunks=6), ErrorEvent(4)), model="m-error-event")
+    reply = ask(gateway, model_of(upstream, "m-error-event"), True)
+    seen = events(reply)
+    names = [name for name, _ in seen]
+    assert names[0] == "message_start" and names[-1] == "error" and "message_stop" not in names
+    assert seen[-1][1] == {"type": "error", "error": {"type": error_type, "message": message}}
+    assert len(fake.requests) == 1

@@ -14,7 +14,7 @@ import pytest
 import requests
 from openai.types.chat import ChatCompletion
 
-from tests.fakes.behaviours import Combine, Reply, Status, Stream
+from tests.fakes.behaviours import Combine, CutStream, ErrorEvent, Reply, Status, Stream
 from tests.fakes.common import DEFAULT_TEXT, count_tokens
 
 WEATHER_TOOL = {"type": "function", "function": {
@@ -111,6 +111,20 @@ def test_errors_are_bifrost_errors_with_the_status(gateway, fake):
         with pytest.raises(openai.RateLimitError) as raised:
             client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert raised.value.status_code == 429 and raised.value.body["message"]
+
+
+@pytest.mark.parametrize("failure", [CutStream(4), ErrorEvent(4)], ids=["cut", "error_event"])
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "anthropic/claude-haiku-4-5"], ids=["openai", "anthropic"])
+def test_stream_failing_after_the_first_byte_ends_with_an_error_and_no_done(gateway, fake, model, failure):
+    fake.plan((Stream(chunks=6), failure))
+    reply = requests.post(gateway.url + "/openai/v1/chat/completions", timeout=30,
+                          json={"model": model, "messages": HELLO, "stream": True})
+    assert reply.status_code == 200
+    frames = [block[6:] for block in reply.text.split("\n\n") if block.startswith("data: ")]
+    assert frames[-1] != "[DONE]" and "[DONE]" not in frames
+    last = json.loads(frames[-1])
+    assert last["error"]["message"] and last["status_code"] >= 500
+    assert len(fake.requests) == 1
 
 
 # -- AzureOpenAI ---------------------------------------------------------------------------------

@@ -228,8 +228,10 @@ def test_anthropic_upstream_gets_the_body_as_sent(client, fake):
     kwargs = dict(model="anthropic/claude-sonnet-4-5", max_tokens=2048, system=system,
                   thinking={"type": "enabled", "budget_tokens": 1024}, service_tier="auto",
                   metadata={"user_id": "u-1"}, messages=[{"role": "user", "content": "Hello"}])
-    client.messages.create(**kwargs, extra_body={"top_k": 5},
-                           extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    message = client.messages.create(**kwargs, extra_body={"top_k": 5},
+                                     extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    # the reply is the upstream's own: its id, and usage fields the canonical form has no place for
+    assert message.id.startswith("msg_01") and message.usage.service_tier == "standard"
     seen = upstream_request(fake, "/v1/messages")
     expected = {**kwargs, "top_k": 5, "model": "claude-sonnet-4-5"}
     assert seen.body == expected

@@ -64,13 +64,20 @@ def count_tokens():
 @bp.get("/v1/models")
 def list_models():
     models, _ = current_engine().list_models(current_context())
-    data = [
-        {"type": "model", "id": model["id"], "display_name": model.get("name") or model["id"],
-         "created_at": _created_at(model)}
-        for model in models
-    ]
+    data = [_model_info(model) for model in models]
     return json_response({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
                           "last_id": data[-1]["id"] if data else None})
+
+
+@bp.get("/v1/models/<path:model_id>")
+def get_model(model_id: str):
+    """One model of the list; an id without a provider prefix is looked for among anthropic's."""
+    wanted = {model_id, "anthropic/" + model_id}
+    models, _ = current_engine().list_models(current_context())
+    for model in models:
+        if model["id"] in wanted:
+            return json_response(_model_info(model))
+    raise GatewayError(f"model: {model_id}", 404)
 
 
 @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
@@ -111,6 +118,11 @@ def _parse(body: object, *, count_tokens: bool) -> tuple[NativeRequest, Target, 
     native_body = {key: value for key, value in body.items() if key not in GATEWAY_FIELDS}
     headers = {name: environ[key] for key, name in FORWARDED_HEADERS if key in environ}
     return NativeRequest(natives.ANTHROPIC, native_body, headers), target, fallbacks
+
+
+def _model_info(model: dict) -> dict:
+    return {"type": "model", "id": model["id"], "display_name": model.get("name") or model["id"],
+            "created_at": _created_at(model)}
 
 
 def _created_at(model: dict) -> str:

@@ -282,6 +282,11 @@ def test_models_list(client, gw):
     models = asyncio.run(run())
     assert {m.id for m in models} == set(ids) and all(m.type == "model" and m.created_at for m in models)
 
+    assert client.models.retrieve("claude-sonnet-4-5").id == "anthropic/claude-sonnet-4-5"
+    assert client.models.retrieve("openai/gpt-4o-mini").id == "openai/gpt-4o-mini"
+    with pytest.raises(anthropic.NotFoundError):
+        client.models.retrieve("no-such-model")
+
 
 # -- errors ----------------------------------------------------------------------------------------
 

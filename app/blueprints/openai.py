@@ -29,6 +29,8 @@ def chat_completions():
 
 @bp.post("/v1/completions")
 @bp.post("/completions")
+@bp.post("/v1/text/completions")
+@bp.post("/text/completions")
 def completions():
     return _text(read_json())
 

@@ -90,6 +90,9 @@ def test_text_completion(gateway, fake):
         reply = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi")
     assert reply.choices[0].text == DEFAULT_TEXT
     assert fake.requests[-1].path == "/v1/completions"
+    for path in ("/openai/v1/text/completions", "/openai/text/completions", "/langchain/completions"):
+        reply = requests.post(gateway.url + path, json={"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"})
+        assert reply.status_code == 200 and reply.json()["choices"][0]["text"] == DEFAULT_TEXT, path
 
 
 def test_fallbacks_in_the_body_and_in_the_header(gateway, fake):

@@ -14,7 +14,6 @@ from typing import Iterator
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from app import native as natives
 from app import sse
 from app.blueprints.inference import read_json
 from app.context import RequestContext
@@ -22,7 +21,7 @@ from app.dialects import anthropic as dialect
 from app.engine import Stream
 from app.errors import GatewayError, bad_request
 from app.gateway import current_context, current_engine
-from app.native import NativeRequest
+from app.native import ANTHROPIC, NativeRequest
 from app.providers.base import CHAT, COUNT_TOKENS
 from app.responses import SSE_HEADERS, internal_error, json_response, served_headers
 from app.schemas import Target, header_fallbacks, parse_fallbacks, split_model
@@ -117,7 +116,7 @@ def _parse(body: object, *, count_tokens: bool) -> tuple[NativeRequest, Target, 
         fallbacks = header_fallbacks(environ.get("HTTP_X_BF_FALLBACKS"), engine.known_providers)
     native_body = {key: value for key, value in body.items() if key not in GATEWAY_FIELDS}
     headers = {name: environ[key] for key, name in FORWARDED_HEADERS if key in environ}
-    return NativeRequest(natives.ANTHROPIC, native_body, headers), target, fallbacks
+    return NativeRequest(ANTHROPIC, native_body, headers), target, fallbacks
 
 
 def _model_info(model: dict) -> dict:

@@ -24,7 +24,7 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     from werkzeug.exceptions import HTTPException
 
     from app import handlers
-    from app.blueprints import genai, health, inference
+    from app.blueprints import health, inference, surfaces
     from app.config import load_config
     from app.engine import Engine
     from app.errors import GatewayError
@@ -42,7 +42,7 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     app.register_blueprint(inference.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(genai.bp)
+    surfaces.register(app)  # /openai, /anthropic, /genai and the framework prefixes
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)

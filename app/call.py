@@ -33,11 +33,15 @@ class Attempt:
 class Call:
     request_type: str  # chat_completion, text_completion, embedding, ... (never with a _stream suffix)
     stream: bool
-    body: dict  # the canonical request; before-hooks may change it
+    body: dict | None  # the canonical request; before-hooks may change it (None: see native)
     target: Target
     fallbacks: list[Target]
     ctx: RequestContext
     surface: str = "openai"  # the dialect the client speaks: openai, anthropic, genai, ...
+    # The client's request in its own dialect (app.native), when the surface has one. body is then
+    # None until a translated attempt (or a plugin, see Engine._before) needs the canonical form.
+    native: Any = None
+    passthrough: bool = False  # the answering attempt got native.body as it is (reply/chunks are native)
     started_at: float = field(default_factory=time.time)  # wall clock, for logs
     attempts: list[Attempt] = field(default_factory=list)
     served: Any = None  # engine.Served once a target answered
@@ -55,6 +59,12 @@ class Call:
     finished_at: float | None = None  # perf_counter, when the reply was complete or the stream ended
     cancelled: bool = False  # the client went away before the stream ended
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space, keyed by plugin name
+
+    def canonical_body(self) -> dict:
+        """The canonical request, translated from the native one the first time it is needed."""
+        if self.body is None:
+            self.body = self.native.dialect.to_canonical(self.native.body)
+        return self.body
 
     @property
     def seconds(self) -> float:

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import gevent
 
@@ -22,6 +22,7 @@ from app.context import RequestContext
 from app.errors import GatewayError
 from app.keys import select_key
 from app.limits import ProviderGate
+from app.native import NativeDialect, NativeRequest
 from app.plugins import Plugins, build_plugins
 from app.pricing import Pricing
 from app.providers.base import Provider
@@ -45,9 +46,18 @@ class Served:
 
 @dataclass
 class Reply:
-    body: dict
+    body: dict  # canonical, or the surface's own dialect when ``native``
     served: Served
     call: Call | None = None
+    native: bool = False  # the attempt passed the client's native body through
+
+
+class Passage(NamedTuple):
+    """How one target is called: the adapter method, its payload, and the native dialect if passed through."""
+
+    method: Callable
+    payload: Any  # the canonical body, or the NativeRequest
+    native: NativeDialect | None
 
 
 @dataclass
@@ -67,6 +77,8 @@ class Stream:
     usage: dict | None = None
     chunks: int = 0
     call: Call | None = None
+    native: bool = False  # chunks are the surface's own events (pass-through), not canonical chunks
+    meter: Callable[[dict], dict | None] | None = None  # canonical usage from a native event
     _on_close: Callable[["Stream"], None] | None = field(default=None, repr=False)
     _ended: bool = field(default=False, repr=False)  # the upstream stream ran to its end
     _closed: bool = field(default=False, repr=False)
@@ -86,7 +98,7 @@ class Stream:
 
     def _count(self, chunk: dict) -> dict:
         self.chunks += 1
-        usage = chunk.get("usage")
+        usage = chunk.get("usage") if self.meter is None else self.meter(chunk)
         if usage:
             self.usage = usage
         call = self.call
@@ -133,55 +145,93 @@ class Engine:
     # -- public entry points ----------------------------------------------------------------
 
     def complete(
-        self, request_type: str, body: dict, target: Target, fallbacks: list[Target], ctx: RequestContext,
-        *, surface: str = "openai",
+        self, request_type: str, body: dict | None, target: Target, fallbacks: list[Target], ctx: RequestContext,
+        *, surface: str = "openai", native: NativeRequest | None = None,
     ) -> Reply:
-        call = Call(request_type, False, body, target, fallbacks, ctx, surface)
+        """``body`` is canonical; a surface with its own dialect passes ``native`` (and body None)."""
+        call = Call(request_type, False, body, target, fallbacks, ctx, surface, native=native)
 
-        def attempt(provider: Provider, key: Key | None, served: Served) -> Reply:
+        def attempt(provider: Provider, key: Key | None, served: Served, passage: Passage) -> Reply:
             gate = self.gates[provider.name]
             gate.acquire()
             try:
-                return Reply(getattr(provider, request_type)(call.body, served.model, key, ctx), served, call)
+                return Reply(passage.method(passage.payload, served.model, key, ctx), served, call,
+                             native=passage.native is not None)
             finally:
                 gate.release()
 
         try:
-            self.plugins.before(call)
+            self._before(call)
             reply = self._run_chain(request_type, call, attempt)
         except GatewayError as error:
             self._finish(call, error=error)
             raise
-        call.reply = reply.body
-        self._finish(call, usage=reply.body.get("usage") if isinstance(reply.body, dict) else None)
+        body = reply.body
+        if reply.native:
+            call.passthrough = True
+            usage = native.dialect.reply_usage(body)
+            call.reply = native.dialect.reply_to_canonical(body) if self.plugins else None
+        else:
+            usage = body.get("usage") if isinstance(body, dict) else None
+            call.reply = body
+        self._finish(call, usage=usage)
         return reply
 
     def stream(
-        self, request_type: str, body: dict, target: Target, fallbacks: list[Target], ctx: RequestContext,
-        *, surface: str = "openai",
+        self, request_type: str, body: dict | None, target: Target, fallbacks: list[Target], ctx: RequestContext,
+        *, surface: str = "openai", native: NativeRequest | None = None,
     ) -> Stream:
         stream_type = request_type + "_stream"
-        call = Call(request_type, True, body, target, fallbacks, ctx, surface)
+        call = Call(request_type, True, body, target, fallbacks, ctx, surface, native=native)
 
-        def attempt(provider: Provider, key: Key | None, served: Served) -> Stream:
+        def attempt(provider: Provider, key: Key | None, served: Served, passage: Passage) -> Stream:
             gate = self.gates[provider.name]
             gate.acquire()
             try:
-                chunks = getattr(provider, stream_type)(call.body, served.model, key, ctx)
+                chunks = passage.method(passage.payload, served.model, key, ctx)
                 first = next(chunks, None)
                 if first is None:
                     raise provider.stream_cut()
             except BaseException:
                 gate.release()
                 raise
-            return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed)
+            dialect = passage.native
+            call.passthrough = dialect is not None
+            return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed,
+                          native=dialect is not None, meter=dialect.usage_meter() if dialect else None)
 
         try:
-            self.plugins.before(call)
+            self._before(call)
             return self._run_chain(stream_type, call, attempt)
         except GatewayError as error:
             self._finish(call, error=error)
             raise
+
+    def _before(self, call: Call) -> None:
+        if call.native is not None and self.plugins:
+            # Plugins read call.body in canonical form, whichever way the attempts go.
+            try:
+                call.canonical_body()
+            except GatewayError:
+                pass  # only a translated attempt needs it, and that attempt reports the error
+        self.plugins.before(call)
+
+    def _passage(self, provider: Provider, request_type: str, call: Call) -> Passage:
+        """Pass-through or translation, for one target: the only place this is decided.
+
+        A native request goes through as it is when the provider speaks the surface's
+        dialect and has a native method for the request type; otherwise the provider
+        gets the canonical body (translated from the native one on first need).
+        """
+        native = call.native
+        if native is not None and provider.dialect == native.dialect.name:
+            method = getattr(provider, "native_" + request_type, None)
+            allowed = provider.config.allowed_requests
+            if method is not None and (allowed is None or allowed.get(request_type, False)):
+                return Passage(method, native, native.dialect)
+        if not provider.supports(request_type):
+            raise provider.unsupported(request_type)
+        return Passage(getattr(provider, request_type), call.canonical_body(), None)
 
     def _stream_closed(self, stream: Stream) -> None:
         call = stream.call
@@ -201,7 +251,7 @@ class Engine:
 
     # -- the chain of targets, each with its retries --------------------------------------------
 
-    def _run_chain(self, request_type: str, call: Call, attempt: Callable[[Provider, Key | None, Served], Any]) -> Any:
+    def _run_chain(self, request_type: str, call: Call, attempt: Callable[..., Any]) -> Any:
         primary_error: GatewayError | None = None
         targets = [call.target, *call.fallbacks]
         for index, attempt_target in enumerate(targets):
@@ -227,7 +277,7 @@ class Engine:
         target: Target,
         index: int,
         call: Call,
-        attempt: Callable[[Provider, Key | None, Served], Any],
+        attempt: Callable[[Provider, Key | None, Served, Passage], Any],
     ) -> Any:
         ctx = call.ctx
         provider = self.providers.get(target.provider)
@@ -236,8 +286,7 @@ class Engine:
                 f"provider {target.provider} is not configured", 400,
                 error_type="invalid_request_error", code="provider_not_configured",
             )
-        if not provider.supports(request_type):
-            raise provider.unsupported(request_type)
+        passage = self._passage(provider, request_type, call)
         network = provider.config.network
         rate_limited: set[str] = set()
         # Key pins name a key of the primary provider; fallbacks choose their own.
@@ -248,7 +297,7 @@ class Engine:
             record = Attempt(target.provider, target.model, index, retry, served.key_name, time.perf_counter())
             call.attempts.append(record)
             try:
-                result = attempt(provider, key, served)
+                result = attempt(provider, key, served, passage)
             except GatewayError as error:
                 record.seconds = time.perf_counter() - record.started
                 record.error = error

@@ -68,14 +68,14 @@ _text_schema = TextBody()
 _embedding_schema = EmbeddingBody()
 
 
-def parse_chat(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
+def parse_chat(body: Any, known_providers: frozenset[str], default_provider: str | None = None) -> ParsedRequest:
     data = _load(_chat_schema, body)
     for index, message in enumerate(data["messages"]):
         normalise_message(message, index)
-    return _finish(data, known_providers)
+    return _finish(data, known_providers, default_provider)
 
 
-def parse_text(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
+def parse_text(body: Any, known_providers: frozenset[str], default_provider: str | None = None) -> ParsedRequest:
     data = _load(_text_schema, body)
     text = data.pop("text", None)
     prompt = data.get("prompt", text)
@@ -84,7 +84,7 @@ def parse_text(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
     if not isinstance(prompt, (str, list)):
         raise bad_request("prompt must be a string or a list of strings", param="prompt")
     data["prompt"] = prompt
-    return _finish(data, known_providers)
+    return _finish(data, known_providers, default_provider)
 
 
 def parse_embedding(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
@@ -116,9 +116,16 @@ def _same_kind(items: list) -> bool:
                for i in items)
 
 
-def split_model(value: str, known_providers: frozenset[str], param: str = "model") -> Target:
-    """"provider/model" split on the first "/": openrouter/anthropic/claude keeps the rest."""
+def split_model(value: str, known_providers: frozenset[str], param: str = "model",
+                default_provider: str | None = None) -> Target:
+    """"provider/model" split on the first "/": openrouter/anthropic/claude keeps the rest.
+
+    The drop-in surfaces pass a ``default_provider``: a model without a known provider
+    prefix is then that provider's (``gpt-4o`` on /openai, ``meta-llama/x`` too).
+    """
     provider, slash, model = value.partition("/")
+    if default_provider is not None and (not slash or provider not in known_providers):
+        return Target(default_provider, value)
     if not slash:
         raise GatewayError(
             f"provider is required in model field (format: provider/model), got {value!r}", 400,
@@ -192,8 +199,8 @@ def _well_typed(body: dict, *, chat: bool) -> bool:
     )
 
 
-def _finish(data: dict, known_providers: frozenset[str]) -> ParsedRequest:
-    target = split_model(data.pop("model"), known_providers)
+def _finish(data: dict, known_providers: frozenset[str], default_provider: str | None = None) -> ParsedRequest:
+    target = split_model(data.pop("model"), known_providers, default_provider=default_provider)
     fallbacks = [_fallback(item, i, known_providers) for i, item in enumerate(data.pop("fallbacks"))]
     params = data.pop("params", None)
     data.pop("provider", None)
@@ -214,3 +221,18 @@ def _fallback(item: Any, index: int, known_providers: frozenset[str]) -> Target:
     if not isinstance(item, str):
         raise bad_request("each fallback must be a \"provider/model\" string", param=param)
     return split_model(item, known_providers, param=param)
+
+
+def parse_fallbacks(items: Any, known_providers: frozenset[str]) -> list[Target]:
+    """A ``fallbacks`` array read outside the unified API's body schema (the drop-in surfaces)."""
+    if not isinstance(items, list):
+        raise bad_request("fallbacks must be an array of \"provider/model\" strings", param="fallbacks")
+    return [_fallback(item, i, known_providers) for i, item in enumerate(items)]
+
+
+def header_fallbacks(value: str | None, known_providers: frozenset[str]) -> list[Target]:
+    """The ``x-bf-fallbacks`` header: comma-separated provider/model, for dialects without extra body fields."""
+    if not value:
+        return []
+    return [split_model(item.strip(), known_providers, param="x-bf-fallbacks")
+            for item in value.split(",") if item.strip()]

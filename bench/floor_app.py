@@ -1,5 +1,5 @@
-"""The floor target: the smallest Flask app on gunicorn with a gevent worker that forwards a chat completion to the
-upstream with urllib3 and returns the reply. No parsing, no validation, no routing: the limit of our stack, against
+"""The floor target: the smallest Flask app on gunicorn with a gevent worker that forwards a chat completion (or an
+Anthropic message) to the upstream with urllib3 and returns the reply. No parsing, no validation, no routing: the limit of our stack, against
 which the gateway is measured.
 
 Run (bench/run.py does this):
@@ -26,9 +26,22 @@ def health():
     return {"status": "ok"}
 
 
+ANTHROPIC_HEADERS = {"Content-Type": "application/json", "x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
+
+
 @app.post("/v1/chat/completions")
 def chat_completions():
-    upstream = http.request("POST", UPSTREAM + "/v1/chat/completions", body=request.get_data(), headers=HEADERS,
+    return forward("/v1/chat/completions", HEADERS)
+
+
+@app.post("/v1/messages")
+def messages():
+    """The floor of the Anthropic-shaped scenarios: the same forwarder, Anthropic's path and headers."""
+    return forward("/v1/messages", ANTHROPIC_HEADERS)
+
+
+def forward(path: str, headers: dict):
+    upstream = http.request("POST", UPSTREAM + path, body=request.get_data(), headers=headers,
                             preload_content=False)
     ctype = upstream.headers.get("Content-Type", "application/json")
     if ctype.startswith("text/event-stream"):

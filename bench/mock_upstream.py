@@ -12,6 +12,9 @@ Routes
         The first event is sent after first_delay_ms, every later event (usage and [DONE] included) gap_ms after
         the one before it, on an absolute schedule so that timer jitter does not add up.
         Non-streaming replies are sent after delay_ms.
+  POST /v1/messages           Anthropic's Messages API, same timing options: a Message, or its SSE events
+        (message_start, content_block_start, ping, `chunks` content_block_delta, content_block_stop,
+        message_delta, message_stop). Requires `x-api-key` and `anthropic-version`.
   GET  /v1/models             a small model list
   GET  /health                200 {"status":"ok"}
   GET  /_mock/config          the current defaults
@@ -53,6 +56,7 @@ except ImportError:  # pragma: no cover
 
 
 CHAT_PATHS = {b"/v1/chat/completions", b"/chat/completions", b"/openai/v1/chat/completions"}
+MESSAGES_PATH = b"/v1/messages"
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 
@@ -311,6 +315,8 @@ class MockProtocol(asyncio.Protocol):
             if req.method != b"POST":
                 return self.send(_error(405, "method not allowed", "invalid_request_error", None, not ka), ka)
             return self.chat(req, ka)
+        if path == MESSAGES_PATH and req.method == b"POST":
+            return self.messages(req, ka)
         if path == b"/health" or path == b"/":
             return self.send(_response(200, b'{"status":"ok"}', close=not ka), ka)
         if path == b"/v1/models" or path == b"/models":
@@ -384,18 +390,75 @@ class MockProtocol(asyncio.Protocol):
         self.transport.write(data)
         self.finish(ka)
 
+    # -- Anthropic Messages -----------------------------------------------------------------------------------
+    def messages(self, req: Request, ka: bool):
+        STATS["chat"] += 1
+        if not req.headers.get(b"x-api-key") or not req.headers.get(b"anthropic-version"):
+            STATS["unauthorized"] += 1
+            return self.send(_response(401, b'{"type":"error","error":{"type":"authentication_error",'
+                                            b'"message":"x-api-key and anthropic-version are required"}}',
+                                       close=not ka), ka)
+        try:
+            body = _loads(req.body)
+            model = body["model"]
+            if not isinstance(model, str) or not isinstance(body.get("messages"), list) \
+                    or not isinstance(body.get("max_tokens"), int):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            STATS["bad_request"] += 1
+            return self.send(_response(400, b'{"type":"error","error":{"type":"invalid_request_error",'
+                                            b'"message":"model, max_tokens and messages are required"}}',
+                                       close=not ka), ka)
+        rid = _next_id()
+        input_tokens = 8 + len(req.body) // 16
+        mid = "msg_%024x" % rid
+        if body.get("stream") is True:
+            STATS["streams"] += 1
+            n = self._chunks(req)
+            usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                     "output_tokens": 1}
+            frames = [("message_start", {"type": "message_start", "message": {
+                "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": None, "stop_sequence": None, "usage": usage}}),
+                ("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}}),
+                ("ping", {"type": "ping"})]
+            for i in range(n):
+                frames.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                    "type": "text_delta", "text": STREAM_TOKENS[i % len(STREAM_TOKENS)]}}))
+            frames += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                       ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                                             "stop_sequence": None},
+                                          "usage": {"output_tokens": n}}),
+                       ("message_stop", {"type": "message_stop"})]
+            events = [b"event: %s\ndata: %s\n\n" % (name.encode(), _dumps(data)) for name, data in frames]
+            return self._stream_events(req, ka, rid, events)
+        out = _dumps({"id": mid, "type": "message", "role": "assistant", "model": model,
+                      "content": [{"type": "text", "text": REPLY_TEXT}], "stop_reason": "end_turn",
+                      "stop_sequence": None,
+                      "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                                "cache_read_input_tokens": 0, "output_tokens": REPLY_TOKENS}})
+        data = _response(200, out, close=not ka, extra=b"request-id: req_%024x\r\n" % rid)
+        try:
+            delay = _param(req, "delay_ms", CONFIG["delay_ms"])
+        except ValueError:
+            delay = CONFIG["delay_ms"]
+        if delay <= 0:
+            return self.send(data, ka)
+        self.busy = True
+        self.handle = self.loop.call_later(delay / 1000.0, self._delayed_send, data, ka)
+
     # -- streaming -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _chunks(req) -> int:
+        try:
+            return max(2, int(_param(req, "chunks", CONFIG["chunks"])))
+        except ValueError:
+            return CONFIG["chunks"]
+
     def start_stream(self, req, ka, t, rid, prompt_tokens, include_usage):
         STATS["streams"] += 1
-        try:
-            n = max(2, int(_param(req, "chunks", CONFIG["chunks"])))
-            first = _param(req, "first_delay_ms", CONFIG["first_delay_ms"]) / 1000.0
-            gap = _param(req, "gap_ms", CONFIG["gap_ms"]) / 1000.0
-        except ValueError:
-            n, first, gap = CONFIG["chunks"], CONFIG["first_delay_ms"] / 1000.0, CONFIG["gap_ms"] / 1000.0
-        head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nTransfer-Encoding: chunked\r\n"
-                b"Cache-Control: no-cache\r\nx-request-id: req_%024x\r\n" % rid)
-        head += b"\r\n" if ka else b"Connection: close\r\n\r\n"
+        n = self._chunks(req)
         cid = b"%024x" % rid
         events = []
         for i in range(n):
@@ -409,6 +472,17 @@ class MockProtocol(asyncio.Protocol):
                                     b'"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}\n\n'
                                     % (prompt_tokens, ct, prompt_tokens + ct))))
         events.append(b"data: [DONE]\n\n")
+        return self._stream_events(req, ka, rid, events)
+
+    def _stream_events(self, req, ka, rid, events):
+        try:
+            first = _param(req, "first_delay_ms", CONFIG["first_delay_ms"]) / 1000.0
+            gap = _param(req, "gap_ms", CONFIG["gap_ms"]) / 1000.0
+        except ValueError:
+            first, gap = CONFIG["first_delay_ms"] / 1000.0, CONFIG["gap_ms"] / 1000.0
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nTransfer-Encoding: chunked\r\n"
+                b"Cache-Control: no-cache\r\nx-request-id: req_%024x\r\n" % rid)
+        head += b"\r\n" if ka else b"Connection: close\r\n\r\n"
         if first <= 0 and gap <= 0:
             # everything at once (each event still its own HTTP chunk)
             self.transport.write(b"".join([head] + [_chunk(e) for e in events] + [b"0\r\n\r\n"]))

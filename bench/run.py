@@ -76,6 +76,11 @@ class Scenario:
     conns: int
     mock: dict
     stagger_ms: float = 0.0
+    route: str = "openai"  # which of a target's routes (ROUTES) the scenario calls
+
+    @property
+    def dialect(self) -> str:
+        return ROUTES[self.route]
 
     @property
     def gap_ms(self):
@@ -92,6 +97,24 @@ SCENARIOS = [
     Scenario("stream_slow_c20", "stream 20 chunks, 50 ms first, 5 ms gaps, 20 conns", True, 20,
              {"chunks": 20, "first_delay_ms": 50, "gap_ms": 5}, stagger_ms=7.5),
 ]
+# The drop-in surfaces (issue 7). Each target maps a route to its own path and model; the floor forwards the
+# same body to the mock as it is, so "translated" is measured against the floor's plain Anthropic forwarding.
+SCENARIOS += [
+    Scenario("openai_json_c50", "/openai surface, JSON, 50 conns", False, 50, {"delay_ms": 0}, route="openai_surface"),
+    Scenario("anthropic_json_c1", "Anthropic pass-through, JSON, 1 conn", False, 1, {"delay_ms": 0},
+             route="anthropic"),
+    Scenario("anthropic_json_c50", "Anthropic pass-through, JSON, 50 conns", False, 50, {"delay_ms": 0},
+             route="anthropic"),
+    Scenario("anthropic_stream20_c1", "Anthropic pass-through, stream 20 chunks, 1 conn", True, 1,
+             {"chunks": 20, "first_delay_ms": 0, "gap_ms": 0}, route="anthropic"),
+    Scenario("translated_json_c50", "Anthropic shape to the OpenAI mock, JSON, 50 conns", False, 50, {"delay_ms": 0},
+             route="anthropic_translated"),
+    Scenario("translated_stream20_c1", "Anthropic shape to the OpenAI mock, stream 20 chunks, 1 conn", True, 1,
+             {"chunks": 20, "first_delay_ms": 0, "gap_ms": 0}, route="anthropic_translated"),
+]
+ROUTES = {"openai": "openai", "openai_surface": "openai", "anthropic": "anthropic",
+          "anthropic_translated": "anthropic"}  # route -> request body shape
+ANTHROPIC_HEADERS = {"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"}
 MOCK_DEFAULTS = {"chunks": 20, "first_delay_ms": 0.0, "gap_ms": 0.0, "delay_ms": 0.0}
 
 
@@ -100,23 +123,34 @@ MOCK_DEFAULTS = {"chunks": 20, "first_delay_ms": 0.0, "gap_ms": 0.0, "delay_ms":
 def default_targets() -> list:
     return [
         {"name": "direct", "kind": "direct", "base_url": "{mock_url}", "path": "/v1/chat/completions",
-         "model": "gpt-4o-mini", "description": "the mock upstream itself (no gateway)"},
+         "model": "gpt-4o-mini", "description": "the mock upstream itself (no gateway)",
+         "routes": {"openai_surface": {"path": "/v1/chat/completions", "model": "gpt-4o-mini"},
+                    "anthropic": {"path": "/v1/messages", "model": "claude-bench"},
+                    "anthropic_translated": {"path": "/v1/messages", "model": "claude-bench"}}},
         {"name": "floor", "kind": "process",
          "description": "bench/floor_app.py: minimal Flask + gunicorn gevent + urllib3 forwarder",
          "cmd": ["{main_bin}/gunicorn", "-c", "{bench}/floor_gunicorn.conf.py", "floor_app:app",
                  "--workers", "1", "--bind", "127.0.0.1:{port}"],
          "cwd": "{bench}", "env": {"FLOOR_UPSTREAM": "{mock_url}", "FLOOR_API_KEY": "sk-bench"},
          "base_url": "http://127.0.0.1:{port}", "path": "/v1/chat/completions", "model": "gpt-4o-mini",
-         "health": "/health"},
+         "health": "/health",
+         "routes": {"openai_surface": {"path": "/v1/chat/completions", "model": "gpt-4o-mini"},
+                    "anthropic": {"path": "/v1/messages", "model": "claude-bench"},
+                    "anthropic_translated": {"path": "/v1/messages", "model": "claude-bench"}}},
         {"name": "bifrost", "kind": "process", "description": "this repository's gateway (wsgi:app)",
          "cmd": ["{main_bin}/gunicorn", "-c", "{root}/gunicorn.conf.py", "wsgi:app",
                  "--workers", "1", "--bind", "127.0.0.1:{port}"],
          "cwd": "{root}", "env": {"BIFROST_CONFIG": "{config}"},
          "config": {"providers": {"openai": {
              "keys": [{"name": "bench", "value": "sk-bench", "models": ["*"], "weight": 1}],
+             "network_config": {"base_url": "{mock_url}"}}, "anthropic": {
+             "keys": [{"name": "bench", "value": "sk-bench", "models": ["*"], "weight": 1}],
              "network_config": {"base_url": "{mock_url}"}}}},
          "base_url": "http://127.0.0.1:{port}", "path": "/v1/chat/completions", "model": "openai/gpt-4o-mini",
-         "health": "/health"},
+         "health": "/health",
+         "routes": {"openai_surface": {"path": "/openai/v1/chat/completions", "model": "gpt-4o-mini"},
+                    "anthropic": {"path": "/anthropic/v1/messages", "model": "claude-bench"},
+                    "anthropic_translated": {"path": "/anthropic/v1/messages", "model": "openai/gpt-4o-mini"}}},
     ]
 
 
@@ -372,6 +406,15 @@ class Target:
     def url(self):
         return self.base_url.rstrip("/") + self.path
 
+    def endpoint(self, route: str):
+        """(url, model) of a route, or None when the target does not serve it."""
+        if route == "openai":
+            return self.url, self.model
+        spec = (self.spec.get("routes") or {}).get(route)
+        if not spec:
+            return None
+        return self.base_url.rstrip("/") + spec["path"], spec["model"]
+
     def alive(self) -> bool:
         if self.kind == "direct" or self.kind == "external":
             return True
@@ -489,10 +532,13 @@ def verify_target(t: Target, mock: Mock) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # load drivers
-def run_wrk(url, model, auth, conns, duration, args, cpu) -> dict:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": BODY_PROMPT}]},
-                      separators=(",", ":"))
-    env = dict(os.environ, BENCH_BODY=body, BENCH_AUTH=auth or "")
+def run_wrk(url, model, auth, conns, duration, args, cpu, dialect="openai") -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": BODY_PROMPT}]}
+    env = dict(os.environ, BENCH_AUTH=auth or "")
+    if dialect == "anthropic":
+        body["max_tokens"] = 256
+        env["BENCH_HEADERS"] = "\n".join("%s: %s" % kv for kv in ANTHROPIC_HEADERS.items())
+    env["BENCH_BODY"] = json.dumps(body, separators=(",", ":"))
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", "-c%d" % conns, "-d%ds" % max(1, round(duration)),
            "--timeout", "%ds" % int(args.request_timeout), "-s", str(HERE / "wrk_post.lua"), url]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
@@ -510,10 +556,14 @@ def run_wrk(url, model, auth, conns, duration, args, cpu) -> dict:
 
 
 def run_stream_client(url, model, auth, conns, duration, args, cpu, stream=True, expect_gap_ms=None,
-                      stagger_ms=0.0) -> dict:
+                      stagger_ms=0.0, dialect="openai") -> dict:
     py = str(BENCH_VENV_PY if BENCH_VENV_PY.exists() else sys.executable)
     cmd = ["taskset", "-c", str(cpu), py, str(HERE / "stream_client.py"), "--url", url, "--model", model,
            "-c", str(conns), "-d", str(duration), "--timeout", str(args.request_timeout), "--auth", auth or ""]
+    if dialect == "anthropic":
+        cmd += ["--dialect", "anthropic"]
+        for name, value in ANTHROPIC_HEADERS.items():
+            cmd += ["--header", "%s: %s" % (name, value)]
     if args.max_requests:
         cmd += ["-n", str(args.max_requests)]
     cmd.append("--stream" if stream else "--no-stream")
@@ -572,11 +622,12 @@ def measure(t: Target, sc: Scenario, duration: float, args, mock: Mock, cpu=None
     up0 = mock.stats()["chat"]
     win = CPUWindow(known)
     c0, k0, w0 = cpu_ticks(pids), core_times(), time.perf_counter()
+    url, model = t.endpoint(sc.route)
     if not sc.stream and args.driver == "wrk":
-        r = run_wrk(t.url, t.model, t.auth, sc.conns, duration, args, cpu)
+        r = run_wrk(url, model, t.auth, sc.conns, duration, args, cpu, dialect=sc.dialect)
     else:
-        r = run_stream_client(t.url, t.model, t.auth, sc.conns, duration, args, cpu, stream=sc.stream,
-                              expect_gap_ms=sc.gap_ms or None, stagger_ms=sc.stagger_ms)
+        r = run_stream_client(url, model, t.auth, sc.conns, duration, args, cpu, stream=sc.stream,
+                              expect_gap_ms=sc.gap_ms or None, stagger_ms=sc.stagger_ms, dialect=sc.dialect)
     c1, k1, w1 = cpu_ticks(pids), core_times(), time.perf_counter()
     r["background_cpu_pct"], r["steal_pct"] = win.background_pct()
     r["disturbance_pct"] = round((r["background_cpu_pct"] or 0) + (r["steal_pct"] or 0), 1)
@@ -704,6 +755,25 @@ def checks_for(tn: str, results: dict, targets_info: dict, soak=None) -> list:
             "coalesced <= direct+0.5 pt; gap p50 5+-1 ms; off <= floor+2 pt", ok)
     else:
         row("no coalescing, 5 ms gaps, 20 conns", "–", "as direct", None)
+    # The drop-in surfaces: pass-through and /openai within the core's 1.25x of the floor, translation within 1.5x.
+    for sn, label, limit in (("openai_json_c50", "/openai", 1.25),
+                             ("anthropic_json_c50", "Anthropic pass-through", 1.25),
+                             ("translated_json_c50", "Anthropic -> OpenAI translated", 1.5)):
+        g, f = get(sn, tn, "cpu_us_per_req"), get(sn, "floor", "cpu_us_per_req")
+        if sn in results:
+            row("CPU per request, %s, JSON 50 conns" % label,
+                "%.0f us (floor %.0f us, x%.2f)" % (g, f, g / f) if g and f else "–", "<= %.2fx floor" % limit,
+                (g <= limit * f) if g and f else None)
+    ga, fa = get("anthropic_json_c1", tn, "added_p50_us"), get("anthropic_json_c1", "floor", "added_p50_us")
+    if "anthropic_json_c1" in results:
+        row("added p50, Anthropic pass-through, JSON 1 conn",
+            "%.3f ms (floor %.3f ms)" % (ga / 1e3, fa / 1e3) if ga is not None and fa is not None else "–",
+            "<= 1.25x floor and < 2 ms", (ga <= 1.25 * fa and ga < 2000) if ga is not None and fa else None)
+    for sn in ("anthropic_stream20_c1", "translated_stream20_c1"):
+        g = get(sn, tn, "added_ttfe_p50_us")
+        if sn in results:
+            row("added TTFE p50, %s" % sn, "%.3f ms" % (g / 1e3) if g is not None else "–", "< 2 ms",
+                (g < 2000) if g is not None else None)
     ti = targets_info.get(tn, {})
     v = ti.get("rss_idle_mb")
     row("idle RSS per worker", "%.1f MB" % v if v else "–", "< 80 MB", (v < 80) if v else None)
@@ -929,13 +999,15 @@ def run_bench(args, report, mock, targets, scenarios):
             if t.failed:
                 res.setdefault(sc.name, {})[t.name] = {"failed": t.failed}
                 continue
+            if t.endpoint(sc.route) is None:
+                continue
             try:  # warm-up, not recorded
                 measure(t, sc, min(args.warmup, args.duration), args, mock)
             except Exception as e:  # noqa: BLE001
                 log("  warm-up of %s on %s failed: %s" % (t.name, sc.name, e))
         for i in range(args.runs):
             for t in targets:
-                if t.failed:
+                if t.failed or t.endpoint(sc.route) is None:
                     continue
                 if not t.alive():
                     t.failed = "the process exited (code %s) during %s" % (t.proc.returncode, sc.name)

@@ -175,7 +175,7 @@ async def do_request(conn: Conn, request: bytes, stream: bool) -> Result:
                     res.same_read += 1
             last_event_time = now
             last_event_read = conn.read_no
-            if b"[DONE]" in ev:
+            if b"[DONE]" in ev or b'"type":"message_stop"' in ev:  # OpenAI's end, Anthropic's end
                 res.done = True
 
     if chunked:
@@ -238,7 +238,11 @@ async def run(args) -> dict:
     host, port = u.hostname, u.port or 80
     path = (u.path or "/") + ("?" + u.query if u.query else "")
     body = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
-    if args.stream:
+    if args.dialect == "anthropic":
+        body["max_tokens"] = 256
+        if args.stream:
+            body["stream"] = True
+    elif args.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     if args.body_extra:
@@ -351,6 +355,8 @@ def main(argv=None):
     ap.add_argument("--auth", default="Bearer sk-bench", help="Authorization header value ('' for none)")
     ap.add_argument("--header", "-H", action="append", help="extra header 'Name: value' (repeatable)")
     ap.add_argument("--prompt", default="Say hello")
+    ap.add_argument("--dialect", choices=("openai", "anthropic"), default="openai",
+                    help="request body shape: OpenAI chat completions or Anthropic messages")
     ap.add_argument("--body-extra", help="JSON object merged into the request body")
     ap.add_argument("--expect-gap-ms", type=float, help="the upstream's gap between events")
     ap.add_argument("--gap-tolerance-ms", type=float, default=1.0)

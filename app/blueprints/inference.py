@@ -65,3 +65,6 @@ def _serve(request_type: str, parsed: ParsedRequest):
     reply = engine.complete(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)
     response = json_response(stamp(reply.body, request_type, reply.served, ctx))
     return served_headers(response, reply.served, request_type)
+
+
+serve = _serve  # the OpenAI-dialect surfaces (/openai, /litellm, ...) serve parsed requests the same way

@@ -23,6 +23,8 @@ def parse_error(body: Any) -> tuple[str, str | None, str | None, str | None]:
 
 
 class AnthropicProvider(Provider):
+    dialect = "anthropic"
+
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         self.base_url = config.network.base_url or ANTHROPIC_BASE_URL
@@ -46,6 +48,50 @@ class AnthropicProvider(Provider):
         payload = dialect.chat_request_to_anthropic({**body, "stream": True}, model)
         response, pieces = self.open_stream(self._messages_url(), payload, self.headers(key, ctx), ctx, parse_error)
         return self._chunks(response, pieces, model)
+
+    # -- pass-through from the /anthropic surface: the client's body with only the model replaced --
+
+    def native_chat_completion(self, native, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        payload = {**native.body, "model": model}
+        return self.post_json(self._messages_url(), payload, self._native_headers(native, key, ctx), ctx, parse_error)
+
+    def native_chat_completion_stream(self, native, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        payload = {**native.body, "model": model, "stream": True}
+        headers = self._native_headers(native, key, ctx)
+        response, pieces = self.open_stream(self._messages_url(), payload, headers, ctx, parse_error)
+        return self._native_events(response, pieces)
+
+    def native_count_tokens(self, native, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        payload = {**native.body, "model": model}
+        url = self.base_url + "/v1/messages/count_tokens"
+        return self.post_json(url, payload, self._native_headers(native, key, ctx), ctx, parse_error)
+
+    def _native_headers(self, native, key: Key | None, ctx: RequestContext) -> dict[str, str]:
+        headers = self.headers(key, ctx)
+        for name, value in native.headers.items():  # anthropic-beta and the like; never credentials
+            headers[name] = value
+        return headers
+
+    def _native_events(self, response, pieces: Iterator[bytes]) -> Iterator[dict]:
+        """Anthropic's events as they came; an ``error`` event raises, a missing message_stop is a cut."""
+        done = False
+        try:
+            for name, data in self.json_events(pieces):
+                if data is DONE:
+                    continue
+                kind = data.get("type")
+                if kind is None and name:
+                    kind = data["type"] = name
+                if kind == "error":
+                    raise dialect.stream_error(data)
+                yield data
+                if kind == "message_stop":
+                    done = True
+                    break
+            if not done:
+                raise self.stream_cut()
+        finally:
+            self.end_stream(response, pieces, done)
 
     # -- text, through chat (Anthropic's legacy /v1/complete serves retired models only) ----
 

@@ -34,7 +34,15 @@ ErrorParser = Callable[[Any], "tuple[str, str | None, str | None, str | None]"]
 
 
 class Provider:
-    """Base adapter: a method per request type, each unsupported until overridden."""
+    """Base adapter: a method per request type, each unsupported until overridden.
+
+    ``dialect`` names the wire format the upstream speaks. A surface request in that same
+    dialect reaches ``native_<request type>(native, model, key, ctx)`` when the adapter has
+    one (see Engine._passage); those methods take an app.native.NativeRequest and return
+    the upstream's own reply or events.
+    """
+
+    dialect: str | None = None
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

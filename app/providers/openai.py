@@ -35,6 +35,8 @@ def parse_error(body: Any) -> tuple[str, str | None, str | None, str | None]:
 
 
 class OpenAIProvider(Provider):
+    dialect = "openai"
+
     def __init__(self, config: ProviderConfig, spec: ProviderSpec | None = None) -> None:
         super().__init__(config)
         self.spec = spec or OPENAI_COMPATIBLE.get(config.kind) or OPENAI_COMPATIBLE["openai"]

@@ -15,11 +15,12 @@ batchEmbedContents and GET /v1beta/models(/{model}) (see gemini.py).
 Requests are authenticated and validated BEFORE a planned behaviour is taken, so a rejected request
 (401/400/404) never consumes a plan.
 """
-from .behaviours import (Behaviour, Combine, CutStream, Delay, MalformedChunk, Reply, Reset, Stall, Status,
-                         Stream)
+from .behaviours import (Behaviour, Combine, CutStream, Delay, ErrorEvent, MalformedChunk, Reply, Reset, Stall,
+                         Status, Stream)
 from .server import FakeUpstream, Recorded
 
 __all__ = [
     "FakeUpstream", "Recorded",
-    "Behaviour", "Status", "Delay", "Stall", "Reset", "CutStream", "MalformedChunk", "Stream", "Reply", "Combine",
+    "Behaviour", "Status", "Delay", "Stall", "Reset", "CutStream", "MalformedChunk", "ErrorEvent", "Stream", "Reply",
+    "Combine",
 ]

@@ -417,7 +417,9 @@ class AnthropicDialect:
         events.append(sse({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                            "usage": {"output_tokens": out}}, "message_delta"))
         events.append(sse({"type": "message_stop"}, "message_stop"))
-        return Response(200, events=events, malformed=b"event: content_block_delta\ndata: {not json\n\n")
+        return Response(200, events=events, malformed=b"event: content_block_delta\ndata: {not json\n\n",
+                        error_event=b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+                                    b'"message":"Overloaded"}}\n\n')
 
 
 def _loads(text: str):

@@ -23,6 +23,7 @@ REPLY_OPTIONS = (
     "tool_call",        # None=auto (tools given and last turn is the user's), True=force, False=never,
                         # or {"name": ..., "arguments": dict|str}
     "finish_reason",    # OpenAI-style: stop / length / tool_calls / content_filter (mapped for Anthropic)
+    "reasoning",        # OpenAI-compatible only: reasoning_content reported before the answer
     "chunks",           # number of content pieces in a stream
     "first_delay",      # seconds before the first stream event (headers are sent at once)
     "gap",              # seconds between stream events
@@ -30,6 +31,7 @@ REPLY_OPTIONS = (
     "cut_reset",        # stream cut with RST instead of FIN
     "malformed_after",  # stream: after this many events send an event that is not JSON
     "malformed_resume",  # ... then carry on with the rest of the stream (else end the stream there)
+    "error_after",      # stream: after this many events send the dialect's in-stream error event and end
 )
 
 
@@ -107,6 +109,16 @@ class MalformedChunk(Behaviour):
 
 
 @dataclass(frozen=True)
+class ErrorEvent(Behaviour):
+    """Stream `after_chunks` good events, then the provider's own in-stream error (Anthropic: `event: error`
+    with overloaded_error; OpenAI: a `data:` event holding an "error" object), then end the response."""
+    after_chunks: int
+
+    def prepare(self, ex) -> None:
+        ex.options.update(error_after=self.after_chunks)
+
+
+@dataclass(frozen=True)
 class Stream(Behaviour):
     """Length and timing of a normal stream: `chunks` content pieces, `first_delay` seconds before
     the first event, `gap` seconds between events."""
@@ -126,8 +138,11 @@ class Reply(Behaviour):
     content: str | None = None
     tool_call: object = field(default=None, hash=False)
     finish_reason: str | None = None
+    reasoning: str | None = None
 
     def prepare(self, ex) -> None:
+        if self.reasoning is not None:
+            ex.options["reasoning"] = self.reasoning
         if self.content is not None:
             ex.options["content"] = self.content
         if self.tool_call is not None:
@@ -167,6 +182,6 @@ def as_behaviour(value) -> Behaviour:
 
 
 __all__ = [
-    "Behaviour", "Status", "Delay", "Stall", "Reset", "CutStream", "MalformedChunk", "Stream",
+    "Behaviour", "Status", "Delay", "Stall", "Reset", "CutStream", "MalformedChunk", "ErrorEvent", "Stream",
     "Reply", "Combine", "as_behaviour", "REPLY_OPTIONS",
 ]

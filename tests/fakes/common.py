@@ -122,3 +122,6 @@ class Response:
     events: list | None = None
     headers: dict = field(default_factory=dict)
     malformed: bytes = b"data: {not json\n\n"   # sent by MalformedChunk in a stream
+    # sent by ErrorEvent in a stream: the dialect's own in-stream error (OpenAI: a data event with "error")
+    error_event: bytes = (b'data: {"error":{"message":"The server had an error while processing your request.",'
+                          b'"type":"server_error","param":null,"code":null}}\n\n')

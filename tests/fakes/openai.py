@@ -461,6 +461,8 @@ class OpenAIDialect:
             text = DEFAULT_TEXT
         message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
         completion = count_tokens(text)
+        if options.get("reasoning"):  # as DeepSeek, vLLM and other compatible servers report it
+            message["reasoning_content"] = options["reasoning"]
         if call is not None:
             message["tool_calls"] = [{"id": call.id, "type": "function",
                                       "function": {"name": call.name, "arguments": call.arguments}}]
@@ -490,6 +492,8 @@ class OpenAIDialect:
             text = DEFAULT_TEXT
         chunks = options.get("chunks")
         events, completion = [], 0
+        if options.get("reasoning"):
+            events += [chunk({"reasoning_content": piece}) for piece in split_text(options["reasoning"], chunks)]
         if text is not None:
             pieces = split_text(text, chunks)
             events.append(chunk({"role": "assistant", "content": "", "refusal": None}))

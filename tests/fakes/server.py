@@ -118,12 +118,16 @@ class Exchange:
         cut = opts.get("cut_after")
         limit = len(events) if cut is None else max(0, min(cut, len(events) - 1))
         bad_at = opts.get("malformed_after")
+        error_at = opts.get("error_after")
         h.start_stream(resp.status, resp.headers)
         for i, event in enumerate(events):
             if i >= limit:
                 h.abort(rst=bool(opts.get("cut_reset")))
                 return
             self.wait(opts.get("first_delay", 0) if i == 0 else opts.get("gap", 0))
+            if i == error_at:
+                h.write_chunk(resp.error_event)
+                break
             if i == bad_at:
                 h.write_chunk(resp.malformed)
                 if not opts.get("malformed_resume", True):

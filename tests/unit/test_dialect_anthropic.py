@@ -539,11 +539,11 @@ def test_cache_usage():
     # First call writes the cache, the second reads it.
     assert usage(188086, 0) == {
         "prompt_tokens": 188107, "completion_tokens": 393, "total_tokens": 188500,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_tokens": 188086},
     }
     assert usage(0, 188086) == {
         "prompt_tokens": 188107, "completion_tokens": 393, "total_tokens": 188500,
-        "prompt_tokens_details": {"cached_tokens": 188086},
+        "prompt_tokens_details": {"cached_tokens": 188086, "cache_creation_tokens": 0},
     }
     # The API reference allows null cache counts.
     assert "prompt_tokens_details" not in usage(None, None)
@@ -884,7 +884,7 @@ def test_server_tool_stream_uses_final_usage_and_hides_server_tools():
     assert result["content"] == "I'll check the current weather in New York City for you. It is sunny."
     assert result["usage"] == {
         "prompt_tokens": 10682, "completion_tokens": 510, "total_tokens": 11192,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_tokens": 0},
     }
 
 
@@ -899,7 +899,7 @@ def test_stream_cache_usage_from_message_start():
     assert chunk["choices"][0]["finish_reason"] == "length"
     assert chunk["usage"] == {
         "prompt_tokens": 188107, "completion_tokens": 393, "total_tokens": 188500,
-        "prompt_tokens_details": {"cached_tokens": 188086},
+        "prompt_tokens_details": {"cached_tokens": 188086, "cache_creation_tokens": 0},
     }
 
 

@@ -1,58 +1,20 @@
-"""Conversion between the canonical form and Anthropic's Messages API.
+"""Requests: canonical chat request <-> Anthropic Messages request body.
 
-The canonical form is the OpenAI Chat Completions wire shape as plain dicts. This
-module holds the directions a provider adapter needs: a canonical chat request
-becomes a ``POST /v1/messages`` body, and Anthropic's reply (a Message object, or
-its server-sent events one at a time) becomes a ``chat.completion`` or a series of
-``chat.completion.chunk`` dicts.
-
-Everything here is a pure function of its input: no I/O, no Flask, no clock
-except where a caller leaves ``created`` unset. Input that Anthropic cannot
-express raises :func:`app.errors.bad_request` naming the offending field.
+``chat_request_to_anthropic`` serves the Anthropic provider adapter;
+``messages_request_to_chat`` serves the /anthropic surface when an attempt goes to a
+provider of another family. Input one side cannot express raises ``bad_request``
+naming the field.
 """
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from app.errors import GatewayError, bad_request
+from app.dialects.anthropic.response import dumps as _dumps
+from app.errors import bad_request
 
 # The only media types Anthropic accepts for base64 images.
 _IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-
-_FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-# Anthropic error type -> (HTTP status, retryable, rotate_key). The statuses are
-# the ones Anthropic documents for the same error outside a stream, so the engine
-# treats a mid-stream error like the equivalent HTTP reply. overloaded_error is
-# 529 upstream; clients get the standard 503 instead.
-_STREAM_ERRORS: dict[str, tuple[int, bool, bool]] = {
-    "invalid_request_error": (400, False, False),
-    "authentication_error": (401, False, False),
-    "billing_error": (402, False, False),
-    "permission_error": (403, False, False),
-    "not_found_error": (404, False, False),
-    "request_too_large": (413, False, False),
-    "rate_limit_error": (429, False, True),
-    "api_error": (500, True, False),
-    "timeout_error": (504, True, False),
-    "overloaded_error": (503, True, False),
-}
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON, the way OpenAI serialises tool call arguments."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
 
 # -- canonical request -> Anthropic request ---------------------------------
 
@@ -338,213 +300,206 @@ def _tool_choice(choice: Any, parallel_tool_calls: Any) -> dict | None:
     return result
 
 
-# -- Anthropic response -> canonical response -------------------------------
 
+# -- Anthropic request -> canonical request ---------------------------------
 
-def anthropic_response_to_chat(resp: dict, created: int | None = None) -> dict:
-    """Convert an Anthropic Message object into a ``chat.completion``."""
-    texts: list[str] = []
-    thoughts: list[str] = []
-    tool_calls: list[dict] = []
-    for block in resp.get("content") or []:
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(block.get("text") or "")
-        elif kind == "thinking":
-            thoughts.append(block.get("thinking") or "")
-        elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": _dumps(block.get("input") or {})},
-                }
-            )
-        # redacted_thinking and server-side tool blocks have no Chat Completions form.
+def messages_request_to_chat(req: dict) -> dict:
+    """Convert an Anthropic Messages body into a canonical chat request (without ``model``).
 
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if thoughts:
-        message["reasoning"] = "".join(thoughts)
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return {
-        "id": resp.get("id"),
-        "object": "chat.completion",
-        "created": int(time.time()) if created is None else created,
-        "model": resp.get("model"),
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": _finish_reason(resp.get("stop_reason")),
-            }
-        ],
-        "usage": _chat_usage(resp.get("usage")),
-    }
-
-
-def _finish_reason(stop_reason: str | None) -> str | None:
-    if stop_reason is None:
-        return None
-    # A stop reason added after this was written still ends the turn.
-    return _FINISH_REASONS.get(stop_reason, "stop")
-
-
-def _chat_usage(usage: dict | None) -> dict:
-    """Anthropic usage as OpenAI usage.
-
-    Anthropic's ``input_tokens`` leaves out cached tokens; its total input is the
-    sum of the three input counts, which is what OpenAI's ``prompt_tokens`` means.
+    ``tool_result`` blocks become ``tool`` messages ahead of the rest of their user
+    turn, ``tool_use`` blocks become ``tool_calls``, images become ``image_url`` parts
+    (data URLs for base64 sources). Thinking blocks of earlier assistant turns are
+    dropped: their signatures mean nothing to another provider. Fields with no
+    canonical form (thinking, top_k, service_tier, cache_control, ...) are dropped.
     """
-    usage = usage or {}
-    cache_write = usage.get("cache_creation_input_tokens")
-    cache_read = usage.get("cache_read_input_tokens")
-    prompt = (usage.get("input_tokens") or 0) + (cache_write or 0) + (cache_read or 0)
-    completion = usage.get("output_tokens") or 0
-    out: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if cache_write is not None or cache_read is not None:
-        out["prompt_tokens_details"] = {"cached_tokens": cache_read or 0}
+    messages_in = req.get("messages")
+    if not isinstance(messages_in, list) or not messages_in:
+        raise bad_request("messages: at least one message is required", param="messages")
+    messages: list[dict] = []
+    system = req.get("system")
+    if system:
+        messages.append({"role": "system", "content": _system_content(system)})
+    for i, msg in enumerate(messages_in):
+        path = f"messages.{i}"
+        if not isinstance(msg, dict):
+            raise bad_request("each message must be an object", param=path)
+        role = msg.get("role")
+        if role == "user":
+            messages.extend(_user_messages(msg.get("content"), path))
+        elif role == "assistant":
+            messages.append(_assistant_message(msg.get("content"), path))
+        else:
+            raise bad_request(f"{path}.role: Input should be 'user' or 'assistant'", param=f"{path}.role")
+
+    out: dict[str, Any] = {"messages": messages}
+    if req.get("max_tokens") is not None:
+        out["max_completion_tokens"] = req["max_tokens"]
+    for key in ("temperature", "top_p"):
+        if req.get(key) is not None:
+            out[key] = req[key]
+    stop = req.get("stop_sequences")
+    if stop:
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise bad_request("stop_sequences must be an array of strings", param="stop_sequences")
+        out["stop"] = list(stop)
+    tools = req.get("tools")
+    if tools:
+        if not isinstance(tools, list):
+            raise bad_request("tools: Input should be a valid list", param="tools")
+        out["tools"] = [_function_tool(tool, i) for i, tool in enumerate(tools)]
+        choice = req.get("tool_choice")
+        if isinstance(choice, dict):
+            converted = _openai_tool_choice(choice)
+            if converted is not None:
+                out["tool_choice"] = converted
+            if choice.get("disable_parallel_tool_use") and choice.get("type") != "none":
+                out["parallel_tool_calls"] = False
+    metadata = req.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        out["user"] = metadata["user_id"]
+    if req.get("stream") is not None:
+        out["stream"] = bool(req["stream"])
     return out
 
 
-# -- Anthropic stream -> canonical chunks ------------------------------------
+def _system_content(system: Any) -> str | list[dict]:
+    if isinstance(system, str):
+        return system
+    if not isinstance(system, list):
+        raise bad_request("system: Input should be a valid string", param="system")
+    parts = []
+    for j, block in enumerate(system):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise bad_request(f"system.{j}.type: Input should be 'text'", param=f"system.{j}")
+        parts.append(block["text"])
+    return "\n\n".join(parts) if len(parts) != 1 else parts[0]
 
 
-class AnthropicStreamToChat:
-    """Turn Anthropic's server-sent events into ``chat.completion.chunk`` dicts.
-
-    Feed each event in order; ``done`` becomes True at ``message_stop``. An
-    ``error`` event raises :class:`GatewayError`. Unknown events are ignored, as
-    Anthropic asks, since it may add new ones.
-    """
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.id: str | None = None
-        self.created = int(time.time())
-        self.done = False
-        self._usage: dict[str, Any] = {}
-        # Anthropic content block index -> OpenAI tool_calls index. Only client
-        # tool_use blocks get one, so server tool input deltas are not leaked.
-        self._tool_index: dict[int, int] = {}
-
-    def feed(self, event: str, data: dict) -> list[dict]:
-        """Convert one event (its SSE name and parsed data) into zero or more chunks."""
-        handler = self._handlers.get(event or data.get("type"))
-        if handler is None:
-            return []
-        return handler(self, data)
-
-    def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-
-    def _on_message_start(self, data: dict) -> list[dict]:
-        message = data.get("message") or {}
-        self.id = message.get("id") or self.id
-        self.model = message.get("model") or self.model
-        self._usage = dict(message.get("usage") or {})
-        return [self._chunk({"role": "assistant", "content": ""})]
-
-    def _on_content_block_start(self, data: dict) -> list[dict]:
-        block = data.get("content_block") or {}
-        kind = block.get("type")
-        if kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
-        if kind == "thinking" and block.get("thinking"):
-            return [self._chunk({"reasoning": block["thinking"]})]
-        if kind == "tool_use":
-            k = len(self._tool_index)
-            self._tool_index[data.get("index")] = k
-            # The input arrives through input_json_delta; the start carries {}.
-            arguments = _dumps(block["input"]) if block.get("input") else ""
-            call = {"index": k, "id": block.get("id"), "type": "function",
-                    "function": {"name": block.get("name"), "arguments": arguments}}
-            return [self._chunk({"tool_calls": [call]})]
-        return []
-
-    def _on_content_block_delta(self, data: dict) -> list[dict]:
-        delta = data.get("delta") or {}
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
-        if kind == "thinking_delta" and delta.get("thinking"):
-            return [self._chunk({"reasoning": delta["thinking"]})]
-        if kind == "input_json_delta" and delta.get("partial_json"):
-            k = self._tool_index.get(data.get("index"))
-            if k is not None:
-                call = {"index": k, "function": {"arguments": delta["partial_json"]}}
-                return [self._chunk({"tool_calls": [call]})]
-        # signature_delta, citations_delta and future kinds have no chunk form.
-        return []
-
-    def _on_message_delta(self, data: dict) -> list[dict]:
-        # Usage here is cumulative and, when present, its input counts supersede
-        # message_start's (server tools can add input tokens during the turn).
-        self._usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-        stop_reason = (data.get("delta") or {}).get("stop_reason")
-        chunk = self._chunk({}, _finish_reason(stop_reason) or "stop")
-        chunk["usage"] = _chat_usage(self._usage)
-        return [chunk]
-
-    def _on_message_stop(self, data: dict) -> list[dict]:
-        self.done = True
-        return []
-
-    def _on_error(self, data: dict) -> list[dict]:
-        error = data.get("error") or {}
-        error_type = error.get("type")
-        message = error.get("message") or "Anthropic stream error"
-        status, retryable, rotate_key = _STREAM_ERRORS.get(error_type, (400, False, False))
-        raise GatewayError(message, status, error_type=error_type, retryable=retryable, rotate_key=rotate_key)
-
-    _handlers = {
-        "message_start": _on_message_start,
-        "content_block_start": _on_content_block_start,
-        "content_block_delta": _on_content_block_delta,
-        "message_delta": _on_message_delta,
-        "message_stop": _on_message_stop,
-        "error": _on_error,
-    }
+def _blocks(content: Any, path: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise bad_request(f"{path}.content: Input should be a valid list", param=f"{path}.content")
+    for j, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise bad_request(f"{path}.content.{j}: each content block needs a 'type'", param=f"{path}.content.{j}")
+    return content
 
 
-# -- errors ------------------------------------------------------------------
+def _user_messages(content: Any, path: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tool_messages: list[dict] = []
+    parts: list[dict] = []
+    for j, block in enumerate(_blocks(content, path)):
+        where = f"{path}.content.{j}"
+        kind = block["type"]
+        if kind == "tool_result":
+            tool_messages.append(_tool_message(block, where))
+        elif kind == "text":
+            parts.append({"type": "text", "text": block.get("text") or ""})
+        elif kind == "image":
+            parts.append(_image_part(block.get("source"), where))
+        else:
+            raise _untranslatable(kind, where)
+    out = tool_messages
+    if parts:
+        # A turn of text only reads best (and works everywhere) as a plain string.
+        if all(p["type"] == "text" for p in parts):
+            out.append({"role": "user", "content": "".join(p["text"] for p in parts) if len(parts) == 1
+                        else parts})
+        else:
+            out.append({"role": "user", "content": parts})
+    return out
 
 
-def error_from_anthropic(status: int, body: bytes | str | dict) -> tuple[str, str | None]:
-    """Extract ``(message, error_type)`` from an Anthropic error body.
-
-    Anthropic answers ``{"type": "error", "error": {"type": ..., "message": ...}}``;
-    anything else (a proxy's HTML page, an empty body) yields its raw text,
-    truncated to 500 characters, and no type.
-    """
-    parsed: Any = body
-    if isinstance(body, (bytes, str)):
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-    if isinstance(parsed, dict):
-        error = parsed.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            error_type = error.get("type")
-            return error["message"], error_type if isinstance(error_type, str) else None
-
-    if isinstance(body, bytes):
-        text = body.decode("utf-8", "replace")
-    elif isinstance(body, str):
-        text = body
+def _tool_message(block: dict, path: str) -> dict:
+    if not isinstance(block.get("tool_use_id"), str):
+        raise bad_request(f"{path}.tool_use_id: Field required", param=f"{path}.tool_use_id")
+    content = block.get("content")
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        texts = []
+        for k, inner in enumerate(content):
+            if not isinstance(inner, dict) or inner.get("type") != "text":
+                kind = inner.get("type") if isinstance(inner, dict) else None
+                raise _untranslatable(f"tool_result {kind}", f"{path}.content.{k}")
+            texts.append(inner.get("text") or "")
+        text = "\n".join(texts)
     else:
-        text = _dumps(body)
-    text = text.strip()[:500]
-    return (text or f"Anthropic returned HTTP {status} with an empty body"), None
+        raise bad_request(f"{path}.content: Input should be a valid list", param=f"{path}.content")
+    if block.get("is_error"):
+        # Chat Completions has no error flag on a tool result; say it in the text.
+        text = "Error: " + text
+    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+
+
+def _image_part(source: Any, path: str) -> dict:
+    if not isinstance(source, dict):
+        raise bad_request(f"{path}.image.source: Field required", param=f"{path}.source")
+    kind = source.get("type")
+    if kind == "base64":
+        media_type, data = source.get("media_type"), source.get("data")
+        if not isinstance(media_type, str) or not isinstance(data, str):
+            raise bad_request(f"{path}.image.source: base64 images need media_type and data", param=f"{path}.source")
+        return {"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}
+    if kind == "url" and isinstance(source.get("url"), str):
+        return {"type": "image_url", "image_url": {"url": source["url"]}}
+    raise _untranslatable(f"image source {kind}", f"{path}.source")
+
+
+def _assistant_message(content: Any, path: str) -> dict:
+    texts: list[str] = []
+    calls: list[dict] = []
+    for j, block in enumerate(_blocks(content, path)):
+        kind = block["type"]
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "tool_use":
+            calls.append({"id": block.get("id"), "type": "function",
+                          "function": {"name": block.get("name"), "arguments": _dumps(block.get("input") or {})}})
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        else:
+            raise _untranslatable(kind, f"{path}.content.{j}")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _function_tool(tool: Any, i: int) -> dict:
+    if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+        raise bad_request(f"tools.{i}.name: Field required", param=f"tools.{i}.name")
+    if tool.get("type", "custom") != "custom":
+        raise _untranslatable(f"server tool {tool.get('type')}", f"tools.{i}")
+    function: dict[str, Any] = {"name": tool["name"]}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    function["parameters"] = tool.get("input_schema") or {"type": "object"}
+    return {"type": "function", "function": function}
+
+
+def _openai_tool_choice(choice: dict) -> Any:
+    kind = choice.get("type")
+    if kind == "auto":
+        return "auto"
+    if kind == "any":
+        return "required"
+    if kind == "none":
+        return "none"
+    if kind == "tool" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise bad_request("tool_choice: type must be 'auto', 'any', 'tool' or 'none'", param="tool_choice")
+
+
+def _untranslatable(kind: str, path: str):
+    return bad_request(
+        f"{path}: {kind!r} content has no equivalent in the provider's API this request is routed to; "
+        "send it to an Anthropic model", param=path,
+    )
+
+

@@ -1,0 +1,46 @@
+"""Requests a surface receives in its own dialect, for providers that speak it natively.
+
+A surface such as /anthropic hands the engine the client's body as a
+``NativeRequest``. For each target the engine decides, in ``Engine._passage`` and
+nowhere else, whether that provider gets the body as it is (pass-through: only the
+model replaced, unknown fields kept) or the canonical form translated from it. A
+``NativeDialect`` says how to read what a pass-through attempt brings back in
+canonical terms, so usage, cost and plugins work the same either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from app.dialects import anthropic
+
+
+@dataclass(frozen=True)
+class NativeDialect:
+    name: str  # matches Provider.dialect of the providers that speak it
+    to_canonical: Callable[[dict], dict]  # native request body -> canonical chat request
+    reply_usage: Callable[[dict], "dict | None"]  # native JSON reply -> canonical usage
+    reply_to_canonical: Callable[[dict], dict]  # native JSON reply -> canonical reply (for plugins)
+    usage_meter: Callable[[], Callable[[dict], "dict | None"]]  # per stream: native event -> canonical usage
+
+
+@dataclass
+class NativeRequest:
+    dialect: NativeDialect
+    body: dict  # the client's body without the model and the gateway's own fields
+    headers: dict[str, str] = field(default_factory=dict)  # client headers a native upstream honours
+
+
+def _anthropic_reply_usage(reply: dict) -> dict | None:
+    usage = reply.get("usage") if isinstance(reply, dict) else None
+    return anthropic.chat_usage(usage) if usage else None
+
+
+ANTHROPIC = NativeDialect(
+    "anthropic",
+    to_canonical=anthropic.messages_request_to_chat,
+    reply_usage=_anthropic_reply_usage,
+    reply_to_canonical=anthropic.anthropic_response_to_chat,
+    usage_meter=anthropic.UsageMeter,
+)
+# The Gemini dialect (the /genai surface) adds its NativeDialect here.

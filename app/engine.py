@@ -23,6 +23,7 @@ from app.limits import ProviderGate
 from app.providers.base import Provider
 from app.providers.registry import build_provider
 from app.providers.catalog import BUILTIN_PROVIDERS
+from app.redaction import Redactor
 from app.schemas import Target
 
 log = logging.getLogger("bifrost.engine")
@@ -61,12 +62,15 @@ class Stream:
     usage: dict | None = None
     chunks: int = 0
     _closed: bool = field(default=False, repr=False)
+    _scrub: Callable[[GatewayError], GatewayError] | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[dict]:
         try:
             yield self._count(self.first)
             for chunk in self._rest:
                 yield self._count(chunk)
+        except GatewayError as error:
+            raise (self._scrub(error) if self._scrub else error)
         finally:
             self.close()
 
@@ -101,6 +105,7 @@ class Engine:
         }
         # Names a model string may start with: built-ins (configured or not) and custom providers.
         self.known_providers: frozenset[str] = BUILTIN_PROVIDERS | frozenset(config.providers)
+        self.redactor = Redactor.from_config(config)  # every error passed on is scrubbed of key values
 
     # -- public entry points ----------------------------------------------------------------
 
@@ -133,7 +138,7 @@ class Engine:
             except BaseException:
                 gate.release()
                 raise
-            return Stream(served, first, chunks, gate.release)
+            return Stream(served, first, chunks, gate.release, _scrub=self.redactor.scrub)
 
         return self._run_chain(stream_type, target, fallbacks, ctx, call)
 
@@ -191,6 +196,7 @@ class Engine:
             try:
                 return call(provider, key, served)
             except GatewayError as error:
+                self.redactor.scrub(error)
                 if not error.retryable or attempt == network.max_retries:
                     raise
                 if error.rotate_key and key is not None:
@@ -217,17 +223,26 @@ class Engine:
         names = [only] if only else list(self.providers)
         if only and only not in self.providers:
             raise GatewayError(f"provider {only} is not configured", 400, param="provider")
-        jobs = {name: gevent.spawn(self._models_of, name, ctx) for name in names}
+        jobs = {name: gevent.spawn(self._models_or_error, name, ctx) for name in names}
         gevent.joinall(list(jobs.values()))
         models: list[dict] = []
         errors: dict[str, GatewayError] = {}
         for name, job in jobs.items():
-            if job.successful():
-                models.extend(job.value)
-            else:
-                error = job.exception
-                errors[name] = error if isinstance(error, GatewayError) else GatewayError(str(error), 502)
+            listed, error = job.value
+            models.extend(listed)
+            if error is not None:
+                errors[name] = self.redactor.scrub(error)
+                log.warning("request %s: models of %s unavailable: %s", ctx.request_id, name, error.message)
         return models, errors
+
+    def _models_or_error(self, name: str, ctx: RequestContext) -> tuple[list[dict], GatewayError | None]:
+        """One provider's models, or why not; never raises (a raising greenlet prints a traceback)."""
+        try:
+            return self._models_of(name, ctx), None
+        except GatewayError as error:
+            return [], error
+        except Exception as exc:  # noqa: BLE001 - a bad listing is reported, not fatal
+            return [], GatewayError(f"cannot list models: {exc}", 502, is_bifrost_error=True)
 
     def _models_of(self, name: str, ctx: RequestContext) -> list[dict]:
         provider = self.providers[name]

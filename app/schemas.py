@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from app.errors import GatewayError, bad_request
+from app.errors import GatewayError, bad_request, echo
 
 ROUTING_FIELDS = ("model", "fallbacks", "params", "provider")
 
@@ -85,12 +85,12 @@ def split_model(value: str, known_providers: frozenset[str], param: str = "model
     provider, slash, model = value.partition("/")
     if not slash:
         raise GatewayError(
-            f"provider is required in model field (format: provider/model), got {value!r}", 400,
+            f"provider is required in model field (format: provider/model), got {echo(value)!r}", 400,
             error_type="invalid_request_error", code="missing_provider", param=param,
         )
     if provider not in known_providers:
         raise GatewayError(
-            f"Invalid provider: {provider}", 400, error_type="invalid_request_error", code="invalid_provider", param=param
+            f"Invalid provider: {echo(provider)}", 400, error_type="invalid_request_error", code="invalid_provider", param=param
         )
     if not model:
         raise bad_request(f"model name is missing after {provider}/", param=param)
@@ -161,7 +161,9 @@ def _finish(data: dict, known_providers: frozenset[str]) -> ParsedRequest:
     fallbacks = [_fallback(item, i, known_providers) for i, item in enumerate(data.pop("fallbacks"))]
     params = data.pop("params", None)
     data.pop("provider", None)
+    _check_object(data, "stream_options", "stream_options")
     if params:
+        _check_object(params, "stream_options", "params.stream_options")
         # The legacy "params" object; a field given at the top level wins over it.
         for name, value in params.items():
             data.setdefault(name, value)
@@ -169,6 +171,12 @@ def _finish(data: dict, known_providers: frozenset[str]) -> ParsedRequest:
     if data.get("stream") is None:
         data.pop("stream", None)
     return ParsedRequest(body=data, target=target, fallbacks=fallbacks, stream=stream)
+
+
+def _check_object(data: dict, name: str, param: str) -> None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise bad_request(f"{param} must be an object", param=param)
 
 
 def _fallback(item: Any, index: int, known_providers: frozenset[str]) -> Target:

@@ -13,8 +13,9 @@ from app.config import GatewayConfig
 from app.errors import GatewayError
 
 MASK = "[REDACTED]"
-MIN_SECRET = 8  # shorter values (test keys, "none") would mask ordinary words
-_PIECE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{%d,}" % (MIN_SECRET - 1))
+MIN_SECRET = 6  # shorter values ("none", "x") are no credentials and would mask ordinary words
+MIN_PIECE = 8  # a quoted part of a key ("sk-abc123****wxyz") is masked from this length on
+_PIECE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{%d,}" % (MIN_PIECE - 1))
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization"})
 
 

@@ -22,11 +22,11 @@ def read_json() -> object:
     """The request body parsed as JSON; every way it can be unusable is a 4xx naming the cause."""
     raw = read_body()
     if not raw:
-        raise bad_request("Invalid request format: the body is empty; send a JSON object")
+        raise bad_request("Invalid request format: the body is empty; send a JSON object", param="body")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise bad_request(f"Invalid request format: {exc}") from None
+        raise bad_request(f"Invalid request format: {exc}", param="body") from None
 
 
 def read_body() -> bytes:

@@ -119,7 +119,7 @@ def normalise_message(message: dict, index: int) -> None:
 
 def _load(schema: Schema, body: Any) -> dict:
     if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
+        raise bad_request("the request body must be a JSON object", param="body")
     if _well_typed(body, chat=schema is _chat_schema):
         # Every field already has the JSON type the schema wants: the schema would
         # only copy the body and add its defaults. It still runs for anything else,

@@ -108,8 +108,11 @@ def _max_tokens(req: dict, default: int) -> int:
     # max_completion_tokens supersedes the deprecated max_tokens in OpenAI's API;
     # Anthropic requires a value, so fall back to the configured default.
     for key in ("max_completion_tokens", "max_tokens"):
-        if req.get(key) is not None:
-            return req[key]
+        value = req.get(key)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad_request(f"{key} must be a positive integer", param=key)
+            return value
     return default
 
 

@@ -73,23 +73,25 @@ class ClientSocket(gsocket.socket):
             if self.timeout is not None:
                 self.settimeout(None)
             self.idle = True
-            try:
-                data = super().recv(*args)
-            finally:
-                self.idle = False
-            self.read_until = time.monotonic() + self.read_timeout
+            data = _recv(self, *args)  # an error here ends the connection: no need to reset idle
+            self.idle = False
+            self.read_until = _monotonic() + self.read_timeout
             return data
-        remaining = read_until - time.monotonic()
+        remaining = read_until - _monotonic()
         if remaining <= 0:
             raise ReadDeadlineExceeded()
         self.settimeout(remaining)
         try:
-            return super().recv(*args)
+            return _recv(self, *args)
         except socket.timeout:
             raise ReadDeadlineExceeded() from None
 
     def end_request(self) -> None:
         self.read_until = None
+
+
+_recv = gsocket.socket.recv
+_monotonic = time.monotonic
 
 
 class _Server(StreamServer):

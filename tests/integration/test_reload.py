@@ -64,12 +64,18 @@ def test_reload_with_a_broken_file_keeps_serving_the_last_good_config(gateway, f
 
 def test_a_killed_worker_comes_back_with_the_validated_config(gateway, fake):
     gateway.config_path.write_text('{"providers": {"nosuch": {}}}')  # broken after start-up, never reloaded
-    victim = min(gateway.worker_pids())
-    os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: victim not in gateway.worker_pids() and len(gateway.worker_pids()) == 2,
-             what="the respawned worker")
-    # Every worker answers: ask enough times to reach the new one too.
-    for _ in range(20):
+    victims = gateway.worker_pids()
+    for pid in victims:  # every worker, so only respawned ones can answer
+        os.kill(pid, signal.SIGKILL)
+    wait_for(new_workers(gateway, victims), what="the respawned workers")
+
+    def served():
+        try:
+            return providers(gateway) == ["openai"]
+        except requests.ConnectionError:
+            return False
+    wait_for(served, what="a respawned worker to answer")
+    for _ in range(10):
         assert providers(gateway) == ["openai"]
     assert gateway.process.poll() is None
     assert "config error" not in gateway.log() and "Traceback" not in gateway.log()

@@ -6,6 +6,7 @@ without a word. The master imports this module, so it stays free of Flask and ur
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -52,12 +53,14 @@ class ClientSocket(gsocket.socket):
 
     The deadline starts with a request's first byte and bounds every later read of its
     headers and body through the socket timeout, which costs nothing until a read would
-    block: no timer or greenlet per request. Between requests the connection is idle and
-    gunicorn's keep-alive timeout bounds the wait.
+    block: no timer or greenlet per request. Between requests the connection is idle, and
+    the keep-alive timeout bounds that wait the same way (gunicorn's gevent worker starts a
+    gevent.Timeout per request for it instead). Writes are never bounded, as in gunicorn.
     """
 
     __slots__ = ("read_until", "idle")
     read_timeout = DEFAULT_READ_TIMEOUT  # set by the worker
+    idle_timeout = 75.0  # gunicorn's keepalive, set by the worker
     closing = False  # the worker is stopping: idle connections end at once
 
     def __init__(self, *args, **kwargs) -> None:
@@ -70,10 +73,13 @@ class ClientSocket(gsocket.socket):
         if read_until is None:  # waiting for the next request
             if ClientSocket.closing:
                 return b""
-            if self.timeout is not None:
-                self.settimeout(None)
+            if self.timeout != self.idle_timeout:
+                self.settimeout(self.idle_timeout)
             self.idle = True
-            data = _recv(self, *args)  # an error here ends the connection: no need to reset idle
+            try:
+                data = _recv(self, *args)  # another error ends the connection: idle needs no reset
+            except socket.timeout:
+                data = b""  # the keep-alive timeout: end the connection as if the client had closed it
             self.idle = False
             self.read_until = _monotonic() + self.read_timeout
             return data
@@ -86,11 +92,18 @@ class ClientSocket(gsocket.socket):
         except socket.timeout:
             raise ReadDeadlineExceeded() from None
 
+    def sendall(self, *args):
+        if self.timeout:  # a read's deadline; 0.0 (non-blocking) is gunicorn's error write, kept
+            self.settimeout(None)
+        return _sendall(self, *args)
+
     def end_request(self) -> None:
         self.read_until = None
 
 
+_NO_TIMEOUT = contextlib.nullcontext()
 _recv = gsocket.socket.recv
+_sendall = gsocket.socket.sendall
 _monotonic = time.monotonic
 
 
@@ -132,8 +145,12 @@ class GatewayWorker(GeventWorker):
 
     def init_process(self) -> None:
         ClientSocket.read_timeout = self.read_timeout
+        ClientSocket.idle_timeout = float(self.cfg.keepalive or self.read_timeout)
         util.write_error = write_json_error  # the one place gunicorn writes its own error pages
         super().init_process()
+
+    def timeout_ctx(self):
+        return _NO_TIMEOUT  # ClientSocket bounds the keep-alive wait with its socket timeout
 
     def handle_exit(self, sig, frame) -> None:
         self.stop_requested = time.monotonic()

@@ -97,8 +97,6 @@ class ClientSocket(gsocket.socket):
             self.settimeout(None)
         return _sendall(self, *args)
 
-    def end_request(self) -> None:
-        self.read_until = None
 
 
 _NO_TIMEOUT = contextlib.nullcontext()
@@ -150,6 +148,8 @@ class GatewayWorker(GeventWorker):
         super().init_process()
 
     def timeout_ctx(self):
+        if self.cfg.is_ssl:  # TLS sockets are gevent's own: keep gunicorn's timer
+            return super().timeout_ctx()
         return _NO_TIMEOUT  # ClientSocket bounds the keep-alive wait with its socket timeout
 
     def handle_exit(self, sig, frame) -> None:
@@ -157,6 +157,9 @@ class GatewayWorker(GeventWorker):
         super().handle_exit(sig, frame)
 
     def handle(self, listener, client, addr) -> None:
+        if type(client) is not ClientSocket:  # gunicorn's own TLS wraps it: no deadline, no idle close
+            super().handle(listener, client, addr)
+            return
         self.connections.add(client)
         try:
             super().handle(listener, client, addr)
@@ -167,7 +170,8 @@ class GatewayWorker(GeventWorker):
         try:
             return super().handle_request(listener_name, req, sock, addr)
         finally:
-            sock.end_request()
+            if type(sock) is ClientSocket:
+                sock.read_until = None
 
     def handle_error(self, req, client, addr, exc) -> None:
         if isinstance(exc, ReadDeadlineExceeded):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -9,6 +10,7 @@ import pytest
 import requests
 
 from tests import rawhttp
+from tests.fakes import Combine, Reply, Stream
 from tests.gateway_process import GatewayProcess
 
 READ_TIMEOUT = 2.0
@@ -83,3 +85,28 @@ def test_an_idle_keep_alive_connection_is_not_a_408(gateway, fake):
         time.sleep(READ_TIMEOUT + 1)
         sock.sendall(HEAD + BODY)
         assert rawhttp.read_reply(sock).status == 200
+
+
+def test_the_read_deadline_never_bounds_writes_to_a_slow_reader(gateway, fake):
+    """A stream to a client that stops reading for longer than the read timeout still arrives whole."""
+    fake.plan(Combine(Reply(content="x" * 65536), Stream(chunks=64)))
+    body = json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                       "stream": True}).encode()
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # the gateway's writes block soon
+    sock.settimeout(20)
+    sock.connect(("127.0.0.1", gateway.port))
+    with sock:
+        sock.sendall(head)
+        time.sleep(0.3)
+        sock.sendall(body)  # a second read inside the request: the socket timeout is now the deadline's rest
+        time.sleep(READ_TIMEOUT + 2)  # read nothing, well past the deadline
+        received = b""
+        while b"data: [DONE]" not in received[-64:]:
+            piece = sock.recv(1 << 20)
+            assert piece, "the gateway closed the stream"
+            received += piece
+    assert received.startswith(b"HTTP/1.1 200")
+    assert received.count(b"x") >= 64 * 65536  # each of the 64 pieces carries the content

@@ -18,7 +18,19 @@ worker_class = "app.worker.GatewayWorker"  # gevent, plus read deadline and clea
 worker_connections = int(os.environ.get("BIFROST_WORKER_CONNECTIONS", "2000"))
 # Under gevent the heartbeat timeout is not a request limit; streams may run long.
 timeout = 60
-graceful_timeout = int(os.environ.get("BIFROST_GRACEFUL_TIMEOUT") or 120)
+
+
+def _seconds(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        sys.exit(f"bifrost: config error: {name}: must be a whole number of seconds above 0, got {raw!r}")
+    return int(raw)
+
+
+# LLM streams run for minutes: a stop or reload lets them finish for this long (app/worker.py).
+graceful_timeout = _seconds("BIFROST_GRACEFUL_TIMEOUT", 120)
 keepalive = 75  # longer than common load balancers' idle timeouts
 accesslog = os.environ.get("BIFROST_ACCESS_LOG") or None
 loglevel = os.environ.get("BIFROST_LOG_LEVEL", "info")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,7 +13,7 @@ import requests
 
 from tests import rawhttp
 from tests.fakes import Combine, Reply, Stream
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import ROOT, GatewayProcess
 
 READ_TIMEOUT = 2.0
 BODY = json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -110,3 +112,18 @@ def test_the_read_deadline_never_bounds_writes_to_a_slow_reader(gateway, fake):
             received += piece
     assert received.startswith(b"HTTP/1.1 200")
     assert received.count(b"x") >= 64 * 65536  # each of the 64 pieces carries the content
+
+
+@pytest.mark.parametrize("name, value", [("BIFROST_READ_TIMEOUT", "soon"), ("BIFROST_READ_TIMEOUT", "0"),
+                                         ("BIFROST_GRACEFUL_TIMEOUT", "2.5"), ("BIFROST_GRACEFUL_TIMEOUT", "-1")])
+def test_bad_timeout_settings_stop_start_up_with_one_line(tmp_path, name, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app", "--workers", "1",
+         "--bind", "127.0.0.1:0"],
+        cwd=ROOT, env={"BIFROST_APP_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", name: value},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "config error" in line]
+    assert len(lines) == 1 and name in lines[0], result.stderr
+    assert "Traceback" not in result.stderr

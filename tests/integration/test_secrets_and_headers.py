@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.fakes import Status
+from tests.fakes import MalformedChunk, Status
 
 HELLO = [{"role": "user", "content": "hi"}]
 OPENAI_KEY = "sk-openai-1"  # conftest: TEST_OPENAI_KEY
@@ -51,6 +51,24 @@ def test_an_echoed_key_in_a_stream_error_is_redacted(gateway, fake):
     reply = requests.post(gateway.url + "/v1/chat/completions", timeout=15,
                           json={"model": "openai/gpt-4o-mini", "messages": HELLO, "stream": True})
     assert reply.status_code == 401 and OPENAI_KEY not in reply.text, reply.text
+
+
+@pytest.mark.parametrize("model, event, key", [
+    ("openai/gpt-4o-mini", b"data: {garbage from " + OPENAI_KEY.encode() + b"\n\n", OPENAI_KEY),
+    ("anthropic/claude-3-5-haiku-latest",
+     b"event: content_block_delta\ndata: {garbage from " + ANTHROPIC_KEY.encode() + b"\n\n", ANTHROPIC_KEY),
+])
+def test_a_key_in_a_mid_stream_error_is_redacted(gateway, fake, model, event, key):
+    since = len(gateway.log())
+    fake.plan(MalformedChunk(3, resume=False, event=event))
+    reply = requests.post(gateway.url + "/v1/chat/completions", timeout=15,
+                          json={"model": model, "messages": HELLO, "stream": True})
+    assert reply.status_code == 200
+    last = [line for line in reply.text.splitlines() if line.startswith("data: ")][-1]
+    assert "malformed stream event" in last and "[REDACTED]" in last, last
+    log = new_log(gateway, since)
+    assert "malformed stream event" in log
+    assert key not in reply.text and key not in log
 
 
 HOP_BY_HOP = {"te": "trailers", "upgrade": "h2c", "expect": "100-continue", "keep-alive": "timeout=5",

@@ -58,7 +58,7 @@ class ClientSocket(gsocket.socket):
     gevent.Timeout per request for it instead). Writes are never bounded, as in gunicorn.
     """
 
-    __slots__ = ("read_until", "idle")
+    __slots__ = ("read_until", "idle", "plain")
     read_timeout = DEFAULT_READ_TIMEOUT  # set by the worker
     idle_timeout = 75.0  # gunicorn's keepalive, set by the worker
     closing = False  # the worker is stopping: idle connections end at once
@@ -67,8 +67,11 @@ class ClientSocket(gsocket.socket):
         super().__init__(*args, **kwargs)
         self.read_until: float | None = None
         self.idle = False
+        self.plain = False  # an HTTP/2 connection (opt-in h2c): gunicorn's own timing, none of ours
 
     def recv(self, *args):
+        if self.plain:
+            return _recv(self, *args)
         read_until = self.read_until
         if read_until is None:  # waiting for the next request
             if ClientSocket.closing:
@@ -93,7 +96,7 @@ class ClientSocket(gsocket.socket):
             raise ReadDeadlineExceeded() from None
 
     def sendall(self, *args):
-        if self.timeout:  # a read's deadline; 0.0 (non-blocking) is gunicorn's error write, kept
+        if self.timeout and not self.plain:  # a read's deadline; 0.0 (non-blocking) is gunicorn's error write
             self.settimeout(None)
         return _sendall(self, *args)
 
@@ -165,6 +168,13 @@ class GatewayWorker(GeventWorker):
             super().handle(listener, client, addr)
         finally:
             self.connections.discard(client)
+
+    def handle_http2(self, listener, client, addr, *args, **kwargs):
+        if type(client) is ClientSocket:
+            client.plain = True
+            client.read_until = None
+            client.settimeout(None)
+        return super().handle_http2(listener, client, addr, *args, **kwargs)
 
     def handle_request(self, listener_name, req, sock, addr):
         try:

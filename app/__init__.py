@@ -25,14 +25,14 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     from app import handlers
     from app.blueprints import health, inference, surfaces
-    from app.config import load_config
+    from app.config import current_config
     from app.engine import Engine
     from app.errors import GatewayError
     from app.gateway import EXTENSION
     from app.middleware import GatewayMiddleware
     from app.responses import error_response
 
-    config = config or load_config()
+    config = config or current_config()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.client.max_request_body_size_mb * 1024 * 1024
     engine = Engine(config)

@@ -217,6 +217,21 @@ def config_path() -> Path:
     return Path(explicit) if explicit else app_dir() / "config.json"
 
 
+# The configuration the gunicorn master validated. Workers are forked from the master and
+# inherit it, so a worker never re-reads config.json (a broken edit cannot stop one).
+_adopted: GatewayConfig | None = None
+
+
+def adopt_config(config: GatewayConfig) -> None:
+    global _adopted
+    _adopted = config
+
+
+def current_config() -> GatewayConfig:
+    """The master's validated configuration, or config.json read now outside gunicorn."""
+    return _adopted if _adopted is not None else load_config()
+
+
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Read config.json (or the environment when there is none) into a GatewayConfig."""
     environ = os.environ if environ is None else environ

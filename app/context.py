@@ -13,6 +13,14 @@ FORWARD_DENYLIST = frozenset(
         "authorization", "x-api-key", "api-key", "x-goog-api-key", "x-bf-api-key", "x-bf-api-key-id", "x-bf-vk",
     }
 )
+# Hop-by-hop headers (RFC 9110 7.6.1) describe the client's connection, not the upstream's;
+# the others are set by the gateway itself, and a second copy would contradict it.
+FORWARD_DENYLIST |= frozenset(
+    {
+        "te", "upgrade", "expect", "keep-alive", "proxy-connection", "trailer", "proxy-authenticate",
+        "content-type", "content-encoding", "accept", "accept-encoding", "anthropic-version",
+    }
+)
 FORWARD_PREFIX = "x-bf-eh-"
 _ENVIRON_FORWARD_PREFIX = "HTTP_X_BF_EH_"
 

@@ -28,6 +28,7 @@ from app.pricing import Pricing
 from app.providers.base import Provider
 from app.providers.registry import build_provider
 from app.providers.catalog import BUILTIN_PROVIDERS
+from app.redaction import Redactor
 from app.schemas import Target
 
 log = logging.getLogger("bifrost.engine")
@@ -82,6 +83,7 @@ class Stream:
     _on_close: Callable[["Stream"], None] | None = field(default=None, repr=False)
     _ended: bool = field(default=False, repr=False)  # the upstream stream ran to its end
     _closed: bool = field(default=False, repr=False)
+    _scrub: Callable[[GatewayError], GatewayError] | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[dict]:
         try:
@@ -90,9 +92,10 @@ class Stream:
                 yield self._count(chunk)
             self._ended = True
         except GatewayError as error:
+            error = self._scrub(error) if self._scrub else error
             if self.call is not None:
                 self.call.error = error
-            raise
+            raise error
         finally:
             self.close()
 
@@ -141,6 +144,7 @@ class Engine:
         self.known_providers: frozenset[str] = BUILTIN_PROVIDERS | frozenset(config.providers)
         self.pricing = Pricing(config)
         self.plugins: Plugins = build_plugins(config)
+        self.redactor = Redactor.from_config(config)  # every error passed on is scrubbed of key values
 
     # -- public entry points ----------------------------------------------------------------
 
@@ -198,7 +202,8 @@ class Engine:
             dialect = passage.native
             call.passthrough = dialect is not None
             return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed,
-                          native=dialect is not None, meter=dialect.usage_meter() if dialect else None)
+                          native=dialect is not None, meter=dialect.usage_meter() if dialect else None,
+                          _scrub=self.redactor.scrub)
 
         try:
             self._before(call)
@@ -299,6 +304,7 @@ class Engine:
             try:
                 result = attempt(provider, key, served, passage)
             except GatewayError as error:
+                self.redactor.scrub(error)
                 record.seconds = time.perf_counter() - record.started
                 record.error = error
                 if self.plugins:
@@ -335,17 +341,26 @@ class Engine:
         names = [only] if only else list(self.providers)
         if only and only not in self.providers:
             raise GatewayError(f"provider {only} is not configured", 400, param="provider")
-        jobs = {name: gevent.spawn(self._models_of, name, ctx) for name in names}
+        jobs = {name: gevent.spawn(self._models_or_error, name, ctx) for name in names}
         gevent.joinall(list(jobs.values()))
         models: list[dict] = []
         errors: dict[str, GatewayError] = {}
         for name, job in jobs.items():
-            if job.successful():
-                models.extend(job.value)
-            else:
-                error = job.exception
-                errors[name] = error if isinstance(error, GatewayError) else GatewayError(str(error), 502)
+            listed, error = job.value
+            models.extend(listed)
+            if error is not None:
+                errors[name] = self.redactor.scrub(error)
+                log.warning("request %s: models of %s unavailable: %s", ctx.request_id, name, error.message)
         return models, errors
+
+    def _models_or_error(self, name: str, ctx: RequestContext) -> tuple[list[dict], GatewayError | None]:
+        """One provider's models, or why not; never raises (a raising greenlet prints a traceback)."""
+        try:
+            return self._models_of(name, ctx), None
+        except GatewayError as error:
+            return [], error
+        except Exception as exc:  # noqa: BLE001 - a bad listing is reported, not fatal
+            return [], GatewayError(f"cannot list models: {exc}", 502, is_bifrost_error=True)
 
     def _models_of(self, name: str, ctx: RequestContext) -> list[dict]:
         provider = self.providers[name]

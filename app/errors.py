@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+MESSAGE_LIMIT = 2000  # characters of an error message, whatever it quotes
+
 
 class GatewayError(Exception):
     """An error with the fields of Bifrost's error contract.
@@ -37,6 +39,8 @@ class GatewayError(Exception):
         rotate_key: bool = False,
         allow_fallbacks: bool = True,
     ) -> None:
+        if len(message) > MESSAGE_LIMIT:  # a 5 MB model name must not come back whole
+            message = message[:MESSAGE_LIMIT] + "..."
         super().__init__(message)
         self.message = message
         self.status_code = status_code
@@ -85,7 +89,7 @@ class GatewayError(Exception):
         if self.provider:
             extra["provider"] = self.provider
         if self.model:
-            extra["model_requested"] = self.model
+            extra["model_requested"] = echo(self.model)
         if self.request_type:
             extra["request_type"] = self.request_type
         if extra:
@@ -99,3 +103,21 @@ class GatewayError(Exception):
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
     """A 400 about the client's request; names the offending field in ``param``."""
     return GatewayError(message, 400, error_type="invalid_request_error", code=code, param=param)
+
+
+def server_shutting_down() -> GatewayError:
+    """Raised into requests still running when a stopping worker reaches its graceful timeout."""
+    return GatewayError(
+        "the gateway is shutting down and ended this request (BIFROST_GRACEFUL_TIMEOUT)", 503,
+        type="server_shutting_down", error_type="server_shutting_down", is_bifrost_error=True,
+        allow_fallbacks=False,
+    )
+
+
+ECHO_LIMIT = 200
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client-supplied value fit to quote in an error message: at most ``limit`` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"

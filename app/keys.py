@@ -5,7 +5,7 @@ import random
 from typing import Collection, Sequence
 
 from app.config import Key
-from app.errors import GatewayError
+from app.errors import GatewayError, echo
 
 
 def select_key(
@@ -20,12 +20,12 @@ def select_key(
         for key in keys:
             if key.name == pinned:
                 if not key.allows(model):
-                    raise GatewayError(f"key {pinned} does not allow model: {model}", 400, param="x-bf-api-key")
+                    raise GatewayError(f"key {echo(pinned)} does not allow model: {echo(model)}", 400, param="x-bf-api-key")
                 return key
-        raise GatewayError(f"no key found with name {pinned}", 400, param="x-bf-api-key")
+        raise GatewayError(f"no key found with name {echo(pinned)}", 400, param="x-bf-api-key")
     candidates = [key for key in keys if key.allows(model)]
     if not candidates:
-        raise GatewayError(f"no keys found that support model: {model}", 400, code="no_keys_for_model")
+        raise GatewayError(f"no keys found that support model: {echo(model)}", 400, code="no_keys_for_model")
     if exclude and len(candidates) > 1:
         fresh = [key for key in candidates if key.name not in exclude]
         candidates = fresh or candidates

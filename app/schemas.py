@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from app.errors import GatewayError, bad_request
+from app.errors import GatewayError, bad_request, echo
 
 ROUTING_FIELDS = ("model", "fallbacks", "params", "provider")
 
@@ -128,12 +128,12 @@ def split_model(value: str, known_providers: frozenset[str], param: str = "model
         return Target(default_provider, value)
     if not slash:
         raise GatewayError(
-            f"provider is required in model field (format: provider/model), got {value!r}", 400,
+            f"provider is required in model field (format: provider/model), got {echo(value)!r}", 400,
             error_type="invalid_request_error", code="missing_provider", param=param,
         )
     if provider not in known_providers:
         raise GatewayError(
-            f"Invalid provider: {provider}", 400, error_type="invalid_request_error", code="invalid_provider", param=param
+            f"Invalid provider: {echo(provider)}", 400, error_type="invalid_request_error", code="invalid_provider", param=param
         )
     if not model:
         raise bad_request(f"model name is missing after {provider}/", param=param)
@@ -162,7 +162,7 @@ def normalise_message(message: dict, index: int) -> None:
 
 def _load(schema: Schema, body: Any) -> dict:
     if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
+        raise bad_request("the request body must be a JSON object", param="body")
     if _well_typed(body, chat=schema is _chat_schema):
         # Every field already has the JSON type the schema wants: the schema would
         # only copy the body and add its defaults. It still runs for anything else,
@@ -204,7 +204,9 @@ def _finish(data: dict, known_providers: frozenset[str], default_provider: str |
     fallbacks = [_fallback(item, i, known_providers) for i, item in enumerate(data.pop("fallbacks"))]
     params = data.pop("params", None)
     data.pop("provider", None)
+    _check_object(data, "stream_options", "stream_options")
     if params:
+        _check_object(params, "stream_options", "params.stream_options")
         # The legacy "params" object; a field given at the top level wins over it.
         for name, value in params.items():
             data.setdefault(name, value)
@@ -212,6 +214,12 @@ def _finish(data: dict, known_providers: frozenset[str], default_provider: str |
     if data.get("stream") is None:
         data.pop("stream", None)
     return ParsedRequest(body=data, target=target, fallbacks=fallbacks, stream=stream)
+
+
+def _check_object(data: dict, name: str, param: str) -> None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise bad_request(f"{param} must be an object", param=param)
 
 
 def _fallback(item: Any, index: int, known_providers: frozenset[str]) -> Target:

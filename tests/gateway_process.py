@@ -33,21 +33,21 @@ class GatewayProcess:
         self._dir = tempfile.TemporaryDirectory(prefix="bifrost-test-")
         self.app_dir = app_dir or self._dir.name
         self.log_path = Path(self._dir.name) / "gateway.log"
+        self.config_path = Path(self._dir.name) / "config.json"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "GatewayProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("BIFROST_")}
         env.update({"BIFROST_APP_DIR": self.app_dir, "PYTHONUNBUFFERED": "1"}, **self.extra_env)
         if self.config is not None:
-            path = Path(self._dir.name) / "config.json"
-            path.write_text(json.dumps(self.config))
-            env["BIFROST_CONFIG"] = str(path)
+            self.config_path.write_text(json.dumps(self.config))
+            env["BIFROST_CONFIG"] = str(self.config_path)
         self._log = open(self.log_path, "wb")
+        # a short graceful stop unless the test is about it: a stream left open would hold it
+        graceful = [] if "BIFROST_GRACEFUL_TIMEOUT" in self.extra_env else ["--graceful-timeout", "3"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app",
-             "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
-             # idle keep-alive connections would hold a graceful stop for its whole timeout
-             "--graceful-timeout", "3"],
+             "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}", *graceful],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
@@ -62,6 +62,20 @@ class GatewayProcess:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"gateway did not become healthy in {timeout}s:\n{self.log()}")
+
+    def worker_pids(self) -> set[int]:
+        """The live worker processes: the master's children."""
+        pids = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                if fields[0] != "Z" and int(fields[1]) == self.process.pid:
+                    pids.add(int(entry.name))
+        return pids
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

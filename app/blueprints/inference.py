@@ -1,10 +1,9 @@
 """The unified API: /v1/chat/completions, /v1/text/completions, /v1/completions, /v1/embeddings, /v1/models."""
 from __future__ import annotations
 
-import orjson
 from flask import Blueprint, request
 
-from app.errors import bad_request
+from app import body
 from app.gateway import current_context, current_engine
 from app.providers.base import CHAT, EMBEDDING, TEXT
 from app.responses import json_response, served_headers, sse_response
@@ -46,13 +45,7 @@ def list_models():
 
 
 def read_json() -> object:
-    raw = request.get_data(cache=False)
-    if not raw:
-        raise bad_request("Invalid request format: the body is empty; send a JSON object")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"Invalid request format: {exc}") from None
+    return body.read_json()
 
 
 def _serve(request_type: str, parsed: ParsedRequest):

@@ -32,6 +32,7 @@ REPLY_OPTIONS = (
     "malformed_after",  # stream: after this many events send an event that is not JSON
     "malformed_resume",  # ... then carry on with the rest of the stream (else end the stream there)
     "error_after",      # stream: after this many events send the dialect's in-stream error event and end
+    "malformed_event",  # bytes of that bad event, instead of the dialect's own
 )
 
 
@@ -100,12 +101,16 @@ class CutStream(Behaviour):
 class MalformedChunk(Behaviour):
     """Stream `after_chunks` good events, then `data: {not json` (Anthropic: with
     `event: content_block_delta`), then the rest of the stream (resume=True) or the clean end of
-    the response (resume=False).  On a non-streaming request the body is `{not json`."""
+    the response (resume=False).  On a non-streaming request the body is `{not json`.
+    `event` replaces the bad event's bytes (e.g. an upstream that quotes its key in garbage)."""
     after_chunks: int
     resume: bool = True
+    event: bytes | None = None
 
     def prepare(self, ex) -> None:
         ex.options.update(malformed_after=self.after_chunks, malformed_resume=self.resume)
+        if self.event is not None:
+            ex.options["malformed_event"] = self.event
 
 
 @dataclass(frozen=True)

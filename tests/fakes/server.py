@@ -129,13 +129,13 @@ class Exchange:
                 h.write_chunk(resp.error_event)
                 break
             if i == bad_at:
-                h.write_chunk(resp.malformed)
+                h.write_chunk(opts.get("malformed_event") or resp.malformed)
                 if not opts.get("malformed_resume", True):
                     break
             h.write_chunk(event)
         else:
             if bad_at is not None and bad_at >= len(events):
-                h.write_chunk(resp.malformed)
+                h.write_chunk(opts.get("malformed_event") or resp.malformed)
         h.end_stream()
 
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from app.dialects.anthropic.response import dumps as _dumps
-from app.errors import bad_request
+from app.errors import bad_request, echo
 
 # The only media types Anthropic accepts for base64 images.
 _IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -70,8 +70,11 @@ def _max_tokens(req: dict, default: int) -> int:
     # max_completion_tokens supersedes the deprecated max_tokens in OpenAI's API;
     # Anthropic requires a value, so fall back to the configured default.
     for key in ("max_completion_tokens", "max_tokens"):
-        if req.get(key) is not None:
-            return req[key]
+        value = req.get(key)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad_request(f"{key} must be a positive integer", param=key)
+            return value
     return default
 
 
@@ -105,7 +108,7 @@ def _convert_messages(messages: list) -> tuple[list[dict], list[dict]]:
         elif role == "tool":
             role, blocks = "user", [_tool_result(msg, path)]
         else:
-            raise bad_request(f"message role {role!r} is not supported", param=f"{path}.role")
+            raise bad_request(f"message role {echo(role)!r} is not supported", param=f"{path}.role")
         # Anthropic rejects empty content; a turn without any says nothing.
         if blocks:
             _append_turn(turns, role, blocks)
@@ -164,7 +167,7 @@ def _part_block(part: Any, path: str, allow_images: bool) -> dict | None:
     elif kind == "image_url" and allow_images:
         block = _image_block(part.get("image_url"), f"{path}.image_url")
     else:
-        raise bad_request(f"content part type {kind!r} is not supported here", param=f"{path}.type")
+        raise bad_request(f"content part type {echo(kind)!r} is not supported here", param=f"{path}.type")
     # Some clients send Anthropic's prompt caching marker on OpenAI parts.
     if isinstance(part.get("cache_control"), dict):
         block["cache_control"] = part["cache_control"]
@@ -208,7 +211,7 @@ def _tool_use_block(call: Any, path: str) -> dict:
     if not isinstance(call, dict):
         raise bad_request("each tool call must be an object", param=path)
     if call.get("type", "function") != "function":
-        raise bad_request(f"tool call type {call.get('type')!r} is not supported", param=f"{path}.type")
+        raise bad_request(f"tool call type {echo(call.get('type'))!r} is not supported", param=f"{path}.type")
     if not call.get("id"):
         raise bad_request("tool call needs an 'id'", param=f"{path}.id")
     function = call.get("function")
@@ -260,12 +263,15 @@ def _tool_result(msg: dict, path: str) -> dict:
 def _tool(tool: Any, i: int) -> dict:
     if not isinstance(tool, dict) or tool.get("type") != "function":
         kind = tool.get("type") if isinstance(tool, dict) else None
-        raise bad_request(f"tool type {kind!r} is not supported; only 'function' tools are", param=f"tools[{i}].type")
+        raise bad_request(f"tool type {echo(kind)!r} is not supported; only 'function' tools are", param=f"tools[{i}].type")
     function = tool.get("function")
     if not isinstance(function, dict) or not function.get("name"):
         raise bad_request("function tool needs a name", param=f"tools[{i}].function.name")
     # OpenAI allows a function without parameters; Anthropic requires an object schema.
-    schema = dict(function.get("parameters") or {})
+    parameters = function.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise bad_request("function parameters must be a JSON Schema object", param=f"tools[{i}].function.parameters")
+    schema = dict(parameters or {})
     schema.setdefault("type", "object")
     out: dict[str, Any] = {"name": function["name"]}
     if function.get("description"):

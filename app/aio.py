@@ -1,0 +1,205 @@
+"""One asyncio event loop per worker, in its own OS thread, for asyncio libraries (the MCP SDK, aiortc).
+
+Greenlets hand it coroutines with ``call`` and wait on a libev async watcher, so the
+gevent hub never blocks (the recipe in realtime-webrtc.md: a raw thread started after
+fork, never joined; its loop keeps gevent's selector so DNS and sleeps work there).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import threading
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
+
+import gevent
+from gevent import monkey
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_lock = threading.Lock()  # patched: only greenlets of the main thread contend for it
+_pid = 0
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    """The worker's loop, started on first use (after the fork: threads do not survive it)."""
+    global _loop, _pid
+    import os
+
+    if _loop is not None and _pid == os.getpid():
+        return _loop
+    with _lock:
+        if _loop is None or _pid != os.getpid():
+            asyncio.new_event_loop().close()  # lazy imports happen here, not in the thread (import-lock deadlock)
+            box: list[asyncio.AbstractEventLoop] = []
+
+            _unpatch_asyncio_subprocesses()
+
+            def run() -> None:
+                new = asyncio.new_event_loop()
+                asyncio.set_event_loop(new)
+                watcher = asyncio.PidfdChildWatcher()  # no helper threads, no waitpid(-1)
+                watcher.attach_loop(new)
+                asyncio.set_child_watcher(watcher)
+                box.append(new)
+                new.run_forever()
+
+            monkey.get_original("_thread", "start_new_thread")(run, ())
+            while not box:
+                gevent.sleep(0.001)
+            _loop, _pid = box[0], os.getpid()
+    return _loop
+
+
+def _unpatch_asyncio_subprocesses() -> None:
+    """asyncio's subprocesses must use the original Popen: gevent's watches children on the main hub only."""
+    import asyncio.base_subprocess
+    import asyncio.unix_events
+    import importlib.util
+    import os
+    import subprocess
+    import types
+
+    # A private, unpatched copy of the standard module (gevent rewrote the shared one in place).
+    spec = importlib.util.spec_from_file_location("_aio_subprocess", subprocess.__file__)
+    original = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(original)
+    # ... whose os functions are the originals too: gevent's os.close defers the close to a hub that
+    # does not run while asyncio does, and Popen would wait forever on its exec-status pipe.
+    private_os = types.ModuleType("os")
+    private_os.__dict__.update(os.__dict__)
+    private_os.__dict__.update(monkey.saved.get("os", {}))
+    original.os = private_os
+    asyncio.unix_events.subprocess = original
+    asyncio.base_subprocess.subprocess = original
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+    """Start a coroutine on the loop without waiting for it."""
+    return asyncio.run_coroutine_threadsafe(coro, loop())
+
+
+def wait(future: "concurrent.futures.Future[T]", timeout: float | None = None) -> T:
+    """Wait for a future of the loop thread from a greenlet, cooperatively.
+
+    On timeout the future is cancelled (the coroutine gets CancelledError) and
+    ``TimeoutError`` is raised; a greenlet killed while waiting cancels it too.
+    """
+    if not future.done():
+        hub = gevent.get_hub()
+        watcher = hub.loop.async_()
+        future.add_done_callback(lambda _f: watcher.send())  # async_.send() is thread-safe
+        try:
+            with gevent.Timeout(timeout, TimeoutError):
+                while not future.done():
+                    hub.wait(watcher)
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            watcher.close()
+    return future.result(0)
+
+
+def call(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run a coroutine on the loop thread and return its result to the calling greenlet."""
+    return wait(submit(coro), timeout)
+
+
+def run_sync(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    """Run a plain function on the loop thread (to touch loop-owned objects safely)."""
+
+    async def invoke() -> T:
+        return fn(*args)
+
+    return call(invoke(), timeout)
+
+
+class Channel:
+    """Items from the loop thread to one greenlet, in order (a stream of ASGI messages, chunks...).
+
+    ``put`` and ``close`` are called on the loop thread; iterating happens in the greenlet.
+    """
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._items: collections.deque = collections.deque()
+        self._watcher = gevent.get_hub().loop.async_()  # created by the consuming greenlet's thread
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        self._watcher.send()
+
+    def close(self) -> None:
+        self.put(self._END)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; ``StopIteration`` once closed."""
+        hub = gevent.get_hub()
+        with gevent.Timeout(timeout, TimeoutError):
+            while not self._items:
+                hub.wait(self._watcher)
+        item = self._items.popleft()
+        if item is self._END:
+            self._items.appendleft(item)
+            raise StopIteration
+        return item
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            try:
+                yield self.get()
+            except StopIteration:
+                return
+
+    def dispose(self) -> None:
+        self._watcher.close()
+
+
+async def in_greenlet(fn: Callable[..., T], *args: Any) -> T:
+    """From the loop thread: run ``fn`` in a greenlet of the main thread and await its result.
+
+    For loop-side code that must use gevent-world objects (the engine, the database).
+    """
+    cf: concurrent.futures.Future = concurrent.futures.Future()
+    _to_main(fn, args, cf)
+    return await asyncio.wrap_future(cf)
+
+
+_main_hub = None
+_pending: collections.deque = collections.deque()
+_main_watcher = None
+
+
+def _to_main(fn: Callable[..., Any], args: tuple, cf: concurrent.futures.Future) -> None:
+    _pending.append((fn, args, cf))
+    assert _main_watcher is not None, "aio.bind_main() was not called in the main thread"
+    _main_watcher.send()
+
+
+def bind_main() -> None:
+    """Called once in the main thread (create_app): lets loop-side code run work in greenlets."""
+    global _main_watcher, _main_hub
+    if _main_watcher is not None:
+        return
+    _main_hub = gevent.get_hub()
+    _main_watcher = _main_hub.loop.async_()
+
+    def run_one(fn: Callable[..., Any], args: tuple, cf: concurrent.futures.Future) -> None:
+        if not cf.set_running_or_notify_cancel():
+            return
+        try:
+            cf.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            cf.set_exception(exc)
+
+    def drain() -> None:
+        while _pending:
+            fn, args, cf = _pending.popleft()
+            gevent.spawn(run_one, fn, args, cf)
+
+    _main_watcher.start(drain)
+    # An async watcher alone does not keep the hub alive; gunicorn's worker loop does.
+

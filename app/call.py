@@ -55,6 +55,10 @@ class Call:
     finished_at: float | None = None  # perf_counter, when the reply was complete or the stream ended
     cancelled: bool = False  # the client went away before the stream ended
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space, keyed by plugin name
+    # Conversations the gateway continues (app/turns.py): the turns before the last, as (served, usage);
+    # a plugin sets hold_tool_calls so a stream's tool-call deltas wait for its follow_up decision.
+    earlier_turns: list[tuple[Any, dict]] = field(default_factory=list)
+    hold_tool_calls: bool = False
 
     @property
     def seconds(self) -> float:

@@ -24,6 +24,8 @@ class RequestContext:
     pinned_key: str | None = None  # x-bf-api-key: use the provider key with this name
     forward_headers: dict[str, str] = field(default_factory=dict)
     upstream_seconds: float = 0.0  # time spent waiting for providers, for the overhead header
+    mcp_include_clients: str | None = None  # x-bf-mcp-include-clients (None: not sent)
+    mcp_include_tools: str | None = None  # x-bf-mcp-include-tools
 
     @classmethod
     def from_environ(cls, environ: dict) -> "RequestContext":
@@ -41,6 +43,8 @@ class RequestContext:
             request_id=request_id,
             pinned_key=environ.get("HTTP_X_BF_API_KEY") or None,
             forward_headers=forward,
+            mcp_include_clients=environ.get("HTTP_X_BF_MCP_INCLUDE_CLIENTS"),
+            mcp_include_tools=environ.get("HTTP_X_BF_MCP_INCLUDE_TOOLS"),
         )
 
     def elapsed_ms(self) -> float:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import gevent
 
+from app import turns
 from app.call import Attempt, Call
 from app.config import GatewayConfig, Key
 from app.context import RequestContext
@@ -149,6 +150,8 @@ class Engine:
         try:
             self.plugins.before(call)
             reply = self._run_chain(request_type, call, attempt)
+            if self.plugins.continuing and request_type == "chat_completion":
+                reply = turns.continue_reply(self, call, reply, lambda: self._run_chain(request_type, call, attempt))
         except GatewayError as error:
             self._finish(call, error=error)
             raise
@@ -174,11 +177,18 @@ class Engine:
             except BaseException:
                 gate.release()
                 raise
+            if call.hold_tool_calls:  # a turn of a continued conversation (app/turns.py) finishes nothing
+                return Stream(served, first, chunks, gate.release)
             return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed)
 
         try:
             self.plugins.before(call)
-            return self._run_chain(stream_type, call, attempt)
+            stream = self._run_chain(stream_type, call, attempt)
+            if call.hold_tool_calls and self.plugins.continuing and request_type == "chat_completion":
+                chunks = turns.continue_stream(self, call, stream, lambda: self._run_chain(stream_type, call, attempt))
+                first = next(chunks)  # may run whole turns (tools included): errors still become JSON
+                return Stream(call.served, first, chunks, lambda: None, call=call, _on_close=self._stream_closed)
+            return stream
         except GatewayError as error:
             self._finish(call, error=error)
             raise
@@ -196,7 +206,10 @@ class Engine:
         if usage:
             call.usage = usage
         if call.served is not None and call.usage:
-            call.cost = self.pricing.cost(call.served.provider, call.served.model, call.usage)
+            if call.earlier_turns:
+                call.cost = turns.cost(self.pricing, call)
+            else:
+                call.cost = self.pricing.cost(call.served.provider, call.served.model, call.usage)
         self.plugins.after(call)
 
     # -- the chain of targets, each with its retries --------------------------------------------

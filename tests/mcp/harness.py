@@ -1,0 +1,63 @@
+"""Starting the test MCP servers (tests/mcp/servers.py) and a gateway configured with them."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.gateway_process import ROOT, free_port
+
+
+class ServerProcess:
+    """One test MCP server over HTTP (streamable or SSE) on a free port."""
+
+    def __init__(self, transport: str, cwd: str) -> None:
+        self.transport = transport
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}" + ("/mcp" if transport == "http" else "/sse")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.mcp.servers", transport, str(self.port)],
+                                        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"MCP {transport} server exited with {self.process.returncode}")
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"MCP {transport} server did not start")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def stdio_client(name: str, cwd: str, **extra) -> dict:
+    return {"name": name, "connection_type": "stdio",
+            "stdio_config": {"command": sys.executable, "args": ["-m", "tests.mcp.servers", "stdio"],
+                             "envs": {"PYTHONPATH": str(ROOT), **extra.pop("envs", {})}, "cwd": cwd},
+            **extra}
+
+
+def read_pid(path: Path, old: int | None = None, timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = int(path.read_text())
+            if pid != old:
+                return pid
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"no new pid in {path}")

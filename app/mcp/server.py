@@ -138,8 +138,14 @@ class GatewayMCPServer:
         status = int(start.get("status", 500))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())]
 
+        # WSGI servers send the headers with the first body bytes: a GET stream that has no event
+        # yet opens with an SSE comment (ignored by clients) so that the client sees the 200 at once.
+        opening = environ.get("REQUEST_METHOD") == "GET" and status == 200
+
         def chunks() -> Iterator[bytes]:
             try:
+                if opening:
+                    yield b": stream open\n\n"
                 for message in channel:
                     if message.get("type") != "http.response.body":
                         continue

@@ -16,6 +16,7 @@ import time
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("testfs")
 
@@ -42,7 +43,7 @@ def add(a: int, b: int) -> int:
 @server.tool()
 def fail(message: str) -> str:
     """Always fails with the given message."""
-    raise ValueError(message)
+    raise ToolError(message)  # an anticipated failure: its text reaches the client (isError)
 
 
 @server.tool()

@@ -186,7 +186,9 @@ class Engine:
             stream = self._run_chain(stream_type, call, attempt)
             if call.hold_tool_calls and self.plugins.continuing and request_type == "chat_completion":
                 chunks = turns.continue_stream(self, call, stream, lambda: self._run_chain(stream_type, call, attempt))
-                first = next(chunks)  # may run whole turns (tools included): errors still become JSON
+                first = next(chunks, None)  # may run whole turns (tools included): errors still become JSON
+                if first is None:
+                    raise self.providers[call.served.provider].stream_cut()
                 return Stream(call.served, first, chunks, lambda: None, call=call, _on_close=self._stream_closed)
             return stream
         except GatewayError as error:

@@ -148,7 +148,7 @@ class ManagerConfig:
 
 def first_error(exc: ValidationError) -> tuple[str, str]:
     """marshmallow's nested messages -> (dotted field, problem)."""
-    messages: Any = exc.messages
+    messages: Any = exc.normalized_messages()
     path = []
     while isinstance(messages, dict):
         key, messages = next(iter(messages.items()))
@@ -175,3 +175,29 @@ def parse_manager(section: Mapping[str, Any] | None) -> ManagerConfig:
         retry_backoff_max=seconds(section.get("retry_backoff_max", 30), "mcp.retry_backoff_max"),
         store_poll_interval=seconds(section.get("store_poll_interval", 1), "mcp.store_poll_interval"),
     )
+
+
+def check_section(section: Any) -> None:
+    """config.json's mcp section, checked at start-up (in gunicorn's master): ValueError names the key."""
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise ValueError("mcp: must be an object")
+    try:
+        parse_manager(section)
+    except ValidationError as exc:
+        key, problem = first_error(exc)
+        raise ValueError(f"{key}: {problem}") from None
+    configs = section.get("client_configs") or []
+    if not isinstance(configs, list):
+        raise ValueError("mcp.client_configs: must be a list")
+    names = set()
+    for index, document in enumerate(configs):
+        try:
+            config = parse_client(document)
+        except ValidationError as exc:
+            key, problem = first_error(exc)
+            raise ValueError(f"mcp.client_configs[{index}].{key}: {problem}") from None
+        if config.name in names:
+            raise ValueError(f"mcp.client_configs[{index}].name: {config.name} is used twice")
+        names.add(config.name)

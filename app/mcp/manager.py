@@ -8,6 +8,7 @@ configs come from the shared store, polled for changes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import gevent
+from gevent import monkey
 import orjson
 from marshmallow import ValidationError
 from mcp.shared.exceptions import MCPError
@@ -66,6 +68,9 @@ class Manager:
         # without a Call: /v1/mcp/tool/execute and /mcp. It may raise GatewayError (invalid key).
         self.vk_resolver: Callable[[dict], Sequence[Mapping[str, Any]] | None] | None = None
         self.server_stateless = False  # mcp.server_stateless: /mcp without per-worker sessions
+        self._main_thread = _thread_id()
+        self._reports: collections.deque = collections.deque()
+        self._reports_watcher: Any = None
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], source: str) -> "Manager":
@@ -92,8 +97,29 @@ class Manager:
     # -- keeping up with the store ---------------------------------------------------------------
 
     def start(self) -> None:
+        self._reports_watcher = gevent.get_hub().loop.async_()  # the main thread's hub
+        self._reports_watcher.start(self._drain_reports)
         self.sync()
         self._poller = gevent.spawn(self._poll)
+
+    def report(self, record: ToolExecution) -> None:
+        """Hand one execution to the listeners, always on the main thread (they may use gevent)."""
+        if _thread_id() == self._main_thread:
+            self._notify(record)
+        else:  # the /mcp server runs on the loop thread
+            self._reports.append(record)
+            self._reports_watcher.send()
+
+    def _drain_reports(self) -> None:
+        while self._reports:
+            self._notify(self._reports.popleft())
+
+    def _notify(self, record: ToolExecution) -> None:
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("mcp: execution listener failed")
 
     def _poll(self) -> None:
         while True:
@@ -263,13 +289,8 @@ class Manager:
             raise GatewayError(error_text, 502, error_type="mcp_client_unavailable", code="mcp_client_unavailable",
                                is_bifrost_error=True) from None
         finally:
-            record = ToolExecution(entry.client, entry.tool, arguments if self.log_content else None, status,
-                                   time.perf_counter() - started, request_id, source, error_text)
-            for listener in self.listeners:
-                try:
-                    listener(record)
-                except Exception:
-                    log.exception("mcp: execution listener failed")
+            self.report(ToolExecution(entry.client, entry.tool, arguments if self.log_content else None, status,
+                                      time.perf_counter() - started, request_id, source, error_text))
 
     async def _call(self, client: str, tool: str, arguments: dict) -> tuple[str, bool]:
         connection = self.connections.get(client)
@@ -287,6 +308,9 @@ class Manager:
         if connection is None:
             raise Unavailable(f"MCP client {client} is not connected")
         return await connection.call_tool(tool, arguments)
+
+
+_thread_id = monkey.get_original("_thread", "get_ident")  # the OS thread, not the greenlet
 
 
 def result_text(result: Any) -> str:

@@ -9,7 +9,6 @@ key, when governance supplies ``Manager.vk_resolver``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -76,11 +75,9 @@ class GatewayMCPServer:
             status, error = "unavailable", str(exc)
             return _error(error)
         finally:
-            record = ToolExecution(entry.client, entry.tool, arguments if self.manager.log_content else None,
-                                   status, time.perf_counter() - started, None, "mcp_server", error)
-            for listener in self.manager.listeners:  # listeners must be thread-safe (a log line is)
-                with contextlib.suppress(Exception):
-                    listener(record)
+            self.manager.report(ToolExecution(entry.client, entry.tool,
+                                              arguments if self.manager.log_content else None, status,
+                                              time.perf_counter() - started, None, "mcp_server", error))
 
     # -- running the session manager and bridging WSGI requests (greenlets) ----------------------
 

@@ -217,3 +217,35 @@ def test_a_change_reaches_every_worker(http_server, tmp_path):
             not any(c["name"] == "fs" for c in requests.get(gateway.url + CLIENTS, headers={"Connection": "close"},
                                                             timeout=10).json()["clients"])
             for _ in range(8)), timeout=20, interval=0.2)
+
+
+def test_the_readme_example_notes_server(gateway, upstream, tmp_path):
+    """README's worked example: docs/examples/notes_server.py as a stdio client, a tool run, a chat using it."""
+    import sys
+
+    from tests.gateway_process import ROOT
+
+    document = {"name": "notes", "connection_type": "stdio",
+                "stdio_config": {"command": sys.executable, "args": [str(ROOT / "docs/examples/notes_server.py")],
+                                 "envs": {"NOTES_DIR": str(tmp_path)}},
+                "tools_to_execute": ["*"], "tools_to_auto_execute": ["list_notes", "read_note"]}
+    created = requests.post(gateway.url + "/api/mcp/client", json=document, timeout=30)
+    assert created.status_code == 201, created.text
+    assert sorted(t["name"] for t in created.json()["client"]["tools"]) == ["list_notes", "read_note", "write_note"]
+    try:
+        saved = execute(gateway, "notes-write_note", {"name": "groceries", "text": "eggs, milk"})
+        assert saved.json()["content"]["content_str"] == "saved groceries"
+        assert (tmp_path / "groceries.txt").read_text() == "eggs, milk"
+        upstream.plan(Reply(tool_call={"name": "notes-read_note", "arguments": {"name": "groceries"}}),
+                      Reply(content="Your groceries note says: eggs, milk."))
+        reply = requests.post(gateway.url + "/v1/chat/completions", timeout=30,
+                              headers={"x-bf-mcp-include-clients": "notes"},
+                              json={"model": "openai/gpt-4o-mini",
+                                    "messages": [{"role": "user", "content": "What is on my groceries note?"}]})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] == "Your groceries note says: eggs, milk."
+        assert upstream.requests[1].body["messages"][-1] == {
+            "role": "tool", "tool_call_id": upstream.requests[1].body["messages"][1]["tool_calls"][0]["id"],
+            "content": "eggs, milk"}
+    finally:
+        requests.delete(gateway.url + "/api/mcp/client/notes", timeout=10)

@@ -463,3 +463,24 @@ def test_concurrent_executions(mcp_gateway):
         replies = list(pool.map(lambda i: execute(mcp_gateway, ["fs-echo", "web-echo", "legacy-echo"][i % 3],
                                                   {"text": f"n{i}"}), range(24)))
     assert [r.json()["content"]["content_str"] for r in replies] == [f"n{i}" for i in range(24)]
+
+
+def test_the_default_flow_client_executes_and_sends_the_result_back(mcp_gateway, upstream):
+    """Not auto-executable: the tool call reaches the client, which runs it and continues the chat with
+    /v1/mcp/tool/execute's reply message as it is (the spec's multi-turn form)."""
+    upstream.plan(Reply(tool_call={"name": "web-echo", "arguments": {"text": "from the client"}}))
+    first = chat(mcp_gateway).json()
+    message = first["choices"][0]["message"]
+    assert first["choices"][0]["finish_reason"] == "tool_calls" and len(upstream.requests) == 1
+    tool_call = message["tool_calls"][0]
+    assert tool_call["function"]["name"] == "web-echo"
+    executed = requests.post(mcp_gateway.url + EXECUTE, json=tool_call, timeout=30)
+    assert executed.status_code == 200, executed.text
+    tool_message = executed.json()
+    assert tool_message == {"role": "tool", "content": {"content_str": "from the client"},
+                            "tool_call_id": tool_call["id"]}
+    upstream.set_default(Reply(content="done", tool_call=False))
+    messages = HELLO + [{"role": "assistant", "content": None, "tool_calls": [tool_call]}, tool_message]
+    second = chat(mcp_gateway, {"model": "openai/gpt-4o-mini", "messages": messages})
+    assert second.status_code == 200, second.text
+    assert upstream.requests[-1].body["messages"][-1]["content"] == "from the client"

@@ -134,6 +134,11 @@ def execute_overhead(calls: int) -> None:
         print(f"  direct        p50 {statistics.median(direct):6.2f}  p99 {percentile(direct, 0.99):6.2f}")
         print(f"  via gateway   p50 {statistics.median(through):6.2f}  p99 {percentile(through, 0.99):6.2f}")
         print(f"  overhead      p50 {statistics.median(through) - statistics.median(direct):6.2f}")
+        import re
+
+        inner = [float(x) for x in re.findall(r"web-echo success in ([\d.]+) ms", gateway.log())][20:]
+        if inner:  # the gateway's own execution log: the SDK call on the worker's asyncio thread
+            print(f"  of which the SDK call inside the gateway p50 {statistics.median(inner):6.2f}")
     finally:
         gateway.stop()
         server.stop()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import gevent
+import gevent.lock
 from gevent import monkey
 import orjson
 from marshmallow import ValidationError
@@ -64,6 +65,7 @@ class Manager:
         self.version = -1
         self.listeners: list[Callable[[ToolExecution], None]] = [log_execution]
         self._poller: gevent.Greenlet | None = None
+        self._sync_lock = gevent.lock.RLock()
         # Governance wires this (environ -> the virtual key's mcp_configs, or None) for the routes
         # without a Call: /v1/mcp/tool/execute and /mcp. It may raise GatewayError (invalid key).
         self.vk_resolver: Callable[[dict], Sequence[Mapping[str, Any]] | None] | None = None
@@ -132,6 +134,10 @@ class Manager:
 
     def sync(self, wait: float = 0.0) -> None:
         """Make this worker's connections match the store (a new, changed or removed client)."""
+        with self._sync_lock:  # the poller and API calls take turns
+            self._sync(wait)
+
+    def _sync(self, wait: float) -> None:
         version, documents = self.store.all()
         configs: dict[str, ClientConfig] = {}
         for document in documents:

@@ -16,7 +16,7 @@ from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
 from tests.fakes.common import DEFAULT_TEXT
 from tests.gateway_process import GatewayProcess
-from tests.mcp.harness import ServerProcess, stdio_client
+from tests.mcp.harness import ServerProcess, mcp_round_trip, stdio_client
 
 EXECUTE = "/v1/mcp/tool/execute"
 CHAT = "/v1/chat/completions"
@@ -406,25 +406,8 @@ def test_openai_sdk_sees_agent_mode_answers(mcp_gateway, upstream):
 # -- /mcp: the gateway as an MCP server ----------------------------------------------------------
 
 
-async def _mcp_round_trip(url: str, headers: dict | None = None):
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
-
-    async with create_mcp_http_client(headers=headers) as http:
-        async with streamable_http_client(url, http_client=http) as (read, write):
-            async with ClientSession(read, write) as session:
-                init = await session.initialize()
-                listed = await session.list_tools()
-                names = [t.name for t in listed.tools]
-                called = await session.call_tool(names[0], {"text": "over mcp"}) if "echo" in names[0] else None
-                echo = await session.call_tool("web-echo", {"text": "over mcp"}) if "web-echo" in names else None
-                await session.send_ping()
-                return init, listed, called, echo
-
-
 def test_mcp_endpoint_with_the_official_client(mcp_gateway):
-    init, listed, _, echo = asyncio.run(_mcp_round_trip(mcp_gateway.url + "/mcp"))
+    init, listed, _, echo = asyncio.run(mcp_round_trip(mcp_gateway.url + "/mcp"))
     assert init.server_info.name == "bifrost-py" and init.capabilities.tools is not None
     names = {t.name for t in listed.tools}
     assert set(FS_TOOLS + WEB_TOOLS + LEGACY_TOOLS) <= names and "web-read_file" not in names
@@ -434,7 +417,7 @@ def test_mcp_endpoint_with_the_official_client(mcp_gateway):
 
 
 def test_mcp_endpoint_filters_by_the_include_headers(mcp_gateway):
-    _, listed, _, echo = asyncio.run(_mcp_round_trip(mcp_gateway.url + "/mcp", {"x-bf-mcp-include-clients": "web"}))
+    _, listed, _, echo = asyncio.run(mcp_round_trip(mcp_gateway.url + "/mcp", {"x-bf-mcp-include-clients": "web"}))
     assert sorted(t.name for t in listed.tools) == sorted(WEB_TOOLS)
     assert echo.content[0].text == "over mcp"
 

@@ -14,7 +14,7 @@ import requests
 from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
 from tests.gateway_process import GatewayProcess
-from tests.mcp.harness import ServerProcess, read_pid, stdio_client
+from tests.mcp.harness import ServerProcess, mcp_round_trip, read_pid, stdio_client
 
 CLIENTS = "/api/mcp/clients"
 EXECUTE = "/v1/mcp/tool/execute"
@@ -249,3 +249,15 @@ def test_the_readme_example_notes_server(gateway, upstream, tmp_path):
             "content": "eggs, milk"}
     finally:
         requests.delete(gateway.url + "/api/mcp/client/notes", timeout=10)
+
+
+def test_mcp_endpoint_stateless_mode_serves_every_request_on_its_own(tmp_path):
+    import asyncio
+
+    config = {"providers": {}, "mcp": {"server_stateless": True, "client_configs": [stdio_client("fs", str(tmp_path))]}}
+    with GatewayProcess(config) as gateway:
+        wait_for(lambda: (client_state(gateway, "fs") or {}).get("state") == "connected")
+        init, listed, called, _ = asyncio.run(mcp_round_trip(gateway.url + "/mcp",
+                                                              {"x-bf-mcp-include-tools": "fs-echo"}))
+        assert [t.name for t in listed.tools] == ["fs-echo"]
+        assert called.content[0].text == "over mcp"

@@ -61,3 +61,21 @@ def read_pid(path: Path, old: int | None = None, timeout: float = 15) -> int:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"no new pid in {path}")
+
+
+async def mcp_round_trip(url: str, headers: dict | None = None):
+    """The official MCP client against `url`: initialize, tools/list, tools/call (an echo tool), ping."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                listed = await session.list_tools()
+                names = [t.name for t in listed.tools]
+                called = await session.call_tool(names[0], {"text": "over mcp"}) if "echo" in names[0] else None
+                echo = await session.call_tool("web-echo", {"text": "over mcp"}) if "web-echo" in names else None
+                await session.send_ping()
+                return init, listed, called, echo

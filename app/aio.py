@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import os
 import threading
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
@@ -25,8 +26,6 @@ _pid = 0
 def loop() -> asyncio.AbstractEventLoop:
     """The worker's loop, started on first use (after the fork: threads do not survive it)."""
     global _loop, _pid
-    import os
-
     if _loop is not None and _pid == os.getpid():
         return _loop
     with _lock:
@@ -57,7 +56,6 @@ def _unpatch_asyncio_subprocesses() -> None:
     import asyncio.base_subprocess
     import asyncio.unix_events
     import importlib.util
-    import os
     import subprocess
     import types
 

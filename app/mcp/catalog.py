@@ -6,12 +6,18 @@ path needs: each tool's OpenAI function form and the default injection list.
 """
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import mcp_types
 
 from app.mcp.config import ClientConfig
+
+log = logging.getLogger("bifrost.mcp")
+_VALID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's rule for function names (Anthropic's too)
+_INVALID = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,14 @@ class ToolEntry:
     executable: bool  # in the client's tools_to_execute
     auto: bool  # in the client's tools_to_auto_execute (agent mode)
     mcp: mcp_types.Tool = field(compare=False)
+
+
+def model_name(client: str, tool: str) -> str:
+    """<client>-<tool>, in the characters and length every provider accepts for a function name."""
+    name = f"{client}-{tool}"
+    if _VALID.match(name):
+        return name
+    return _INVALID.sub("_", name)[:64]
 
 
 def openai_function(name: str, tool: mcp_types.Tool) -> dict:
@@ -43,7 +57,10 @@ class Catalog:
         self.by_tool: dict[str, list[ToolEntry]] = {}
         for config, tools in clients:
             for tool in tools:
-                name = f"{config.name}-{tool.name}"
+                name = model_name(config.name, tool.name)
+                if name in self.tools:  # two tools that differ only in characters models cannot take
+                    log.warning("mcp %s: tool %s skipped: its name %s is taken", config.name, tool.name, name)
+                    continue
                 entry = ToolEntry(config.name, tool.name, name, openai_function(name, tool),
                                   config.executes(tool.name), config.auto_executes(tool.name), tool)
                 self.tools[name] = entry

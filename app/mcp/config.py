@@ -80,6 +80,9 @@ class ClientConfig:
     def auto_executes(self, tool: str) -> bool:
         return self.executes(tool) and ("*" in self.tools_to_auto_execute or tool in self.tools_to_auto_execute)
 
+    def resolved_url(self) -> str:
+        return resolve_env(self.connection_string or "", "connection_string")
+
     def resolved_headers(self) -> dict[str, str]:
         return {name: resolve_env(value, f"headers.{name}") for name, value in self.headers.items()}
 

@@ -123,11 +123,11 @@ class Connection:
             async with stdio_client(params, errlog=sys.stderr) as streams:
                 yield streams
         elif config.connection_type == "sse":
-            async with sse_client(config.connection_string or "", headers=config.resolved_headers()) as streams:
+            async with sse_client(config.resolved_url(), headers=config.resolved_headers()) as streams:
                 yield streams[0], streams[1]
         else:
             async with create_mcp_http_client(headers=config.resolved_headers()) as http:
-                async with streamable_http_client(config.connection_string or "", http_client=http) as streams:
+                async with streamable_http_client(config.resolved_url(), http_client=http) as streams:
                     yield streams[0], streams[1]
 
     async def _list(self, session: ClientSession) -> tuple[mcp_types.Tool, ...]:

@@ -217,6 +217,7 @@ class Manager:
             key, problem = first_error(exc)
             raise bad_request(f"{key}: {problem}", param=key) from None
         try:
+            config.resolved_url()
             config.resolved_headers()
             config.process_env()
         except ValueError as exc:

@@ -261,3 +261,21 @@ def test_mcp_endpoint_stateless_mode_serves_every_request_on_its_own(tmp_path):
                                                               {"x-bf-mcp-include-tools": "fs-echo"}))
         assert [t.name for t in listed.tools] == ["fs-echo"]
         assert called.content[0].text == "over mcp"
+
+
+def test_a_dropped_http_server_is_retried_until_it_is_back(gateway, tmp_path):
+    server = ServerProcess("http", str(tmp_path))
+    document = {"name": "flaky", "connection_type": "http", "connection_string": server.url}
+    try:
+        assert requests.post(gateway.url + "/api/mcp/client", json=document, timeout=30).status_code == 201
+        assert execute(gateway, "flaky-echo", {"text": "1"}).status_code == 200
+        server.stop()
+        down = wait_for(lambda: (lambda c: c if c["state"] == "error" else None)(client_state(gateway, "flaky")))
+        assert down["error"]
+        assert execute(gateway, "flaky-echo", {"text": "2"}).status_code == 502
+        server = ServerProcess("http", str(tmp_path), port=server.port)  # back on the same address
+        wait_for(lambda: client_state(gateway, "flaky")["state"] == "connected", timeout=20)
+        assert execute(gateway, "flaky-echo", {"text": "3"}).json()["content"]["content_str"] == "3"
+    finally:
+        server.stop()
+        requests.delete(gateway.url + "/api/mcp/client/flaky", timeout=10)

@@ -14,9 +14,9 @@ from tests.gateway_process import ROOT, free_port
 class ServerProcess:
     """One test MCP server over HTTP (streamable or SSE) on a free port."""
 
-    def __init__(self, transport: str, cwd: str) -> None:
+    def __init__(self, transport: str, cwd: str, port: int | None = None) -> None:
         self.transport = transport
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}" + ("/mcp" if transport == "http" else "/sse")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen([sys.executable, "-m", "tests.mcp.servers", transport, str(self.port)],

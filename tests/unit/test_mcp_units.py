@@ -140,3 +140,17 @@ def test_aio_call_waits_cooperatively_and_times_out():
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_tool_names_are_made_valid_for_every_provider():
+    catalog = Catalog([(client("fs"), [tool("files.read"), tool("files_read"), tool("x" * 80)])])
+    assert "fs-files_read" in catalog.tools and catalog.tools["fs-files_read"].tool == "files.read"
+    assert len(catalog.tools) == 2  # files_read collides with the cleaned files.read and is skipped
+    long = next(e for e in catalog.tools.values() if e.tool.startswith("x"))
+    assert len(long.name) == 64 and long.function["function"]["name"] == long.name
+
+
+def test_connection_strings_may_reference_the_environment(monkeypatch):
+    monkeypatch.setenv("MCP_UNIT_URL", "http://127.0.0.1:9/mcp")
+    config = parse_client({"name": "a", "connection_type": "http", "connection_string": "env.MCP_UNIT_URL"})
+    assert config.resolved_url() == "http://127.0.0.1:9/mcp"

@@ -63,7 +63,8 @@ def gateway(upstream, tmp_path_factory):
         "mcp": {"client_configs": [stdio_client("fs", str(pid_file.parent), envs={"MCP_PID_FILE": str(pid_file)})],
                 "tool_manager_config": {"disable_auto_tool_inject": True, "tool_execution_timeout": 5},
                 # fast timers for the test; the defaults are 10 s pings and 1 s first retry
-                "health_check_interval": 0.3, "retry_backoff_initial": 1.5, "retry_backoff_max": 3},
+                "health_check_interval": 0.3, "retry_backoff_initial": 1.5, "retry_backoff_max": 3,
+                "tool_sync_interval": "2s"},
     }
     server = GatewayProcess(config).start()
     server.pid_file = pid_file
@@ -126,6 +127,17 @@ def test_tool_list_changed_notification_relists(gateway):
     assert execute(gateway, "fs-grow", {"name": "fresh_tool"}).status_code == 200
     reply = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(execute(gateway, "fs-fresh_tool", {})))
     assert reply.json()["content"]["content_str"] == "I am fresh_tool"
+
+
+def test_tools_are_listed_again_every_tool_sync_interval(gateway):
+    wait_for(lambda: client_state(gateway, "fs")["state"] == "connected")
+    assert execute(gateway, "fs-quiet_tool", {}).status_code == 404
+    assert execute(gateway, "fs-grow", {"name": "quiet_tool", "notify": False}).status_code == 200
+    time.sleep(0.5)
+    assert execute(gateway, "fs-quiet_tool", {}).status_code == 404  # no notice: not known yet
+    reply = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(execute(gateway, "fs-quiet_tool", {})),
+                     timeout=10, interval=0.2)
+    assert reply.json()["content"]["content_str"] == "I am quiet_tool"
 
 
 def test_disable_auto_tool_inject_injects_only_on_request(gateway, upstream):

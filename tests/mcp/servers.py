@@ -62,13 +62,14 @@ def record(note: str) -> str:
 
 
 @server.tool()
-async def grow(name: str, ctx: Context) -> str:
-    """Add a tool with this name and tell the client that the tool list changed."""
+async def grow(name: str, ctx: Context, notify: bool = True) -> str:
+    """Add a tool with this name and (unless notify is false) tell the client that the tool list changed."""
     def added() -> str:
         return f"I am {name}"
 
     server.add_tool(added, name=name, description=f"added at run time: {name}")
-    await ctx.session.send_tool_list_changed()
+    if notify:
+        await ctx.session.send_tool_list_changed()
     return f"added {name}"
 
 

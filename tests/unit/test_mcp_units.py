@@ -154,3 +154,35 @@ def test_connection_strings_may_reference_the_environment(monkeypatch):
     monkeypatch.setenv("MCP_UNIT_URL", "http://127.0.0.1:9/mcp")
     config = parse_client({"name": "a", "connection_type": "http", "connection_string": "env.MCP_UNIT_URL"})
     assert config.resolved_url() == "http://127.0.0.1:9/mcp"
+
+
+def test_the_plugin_reads_the_virtual_keys_mcp_configs_from_call_state(catalog):
+    """The governance contract: call.state["mcp_configs"] replaces the include headers."""
+    from types import SimpleNamespace
+
+    from app.call import Call
+    from app.context import RequestContext
+    from app.mcp.config import ManagerConfig
+    from app.plugins.mcp import MCPPlugin
+    from app.schemas import Target
+
+    plugin = MCPPlugin.__new__(MCPPlugin)
+    plugin.manager, plugin.settings = SimpleNamespace(catalog=catalog), ManagerConfig()
+
+    def injected(environ, state=None, tools=None):
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **({"tools": tools} if tools else {})}
+        call = Call("chat_completion", False, body, Target("openai", "m"), [], RequestContext.from_environ(environ))
+        call.state.update(state or {})
+        plugin.before(call)
+        return [t["function"]["name"] for t in call.body.get("tools") or []], call
+
+    assert injected({})[0] == ["fs-read", "fs-write", "web-search"]
+    vk = {"mcp_configs": [{"mcp_client_name": "web", "tools_to_execute": ["*"]}]}
+    assert injected({"HTTP_X_BF_MCP_INCLUDE_CLIENTS": "fs"}, vk)[0] == ["web-search"]
+    names, call = injected({}, tools=[{"type": "function", "function": {"name": "fs-read"}}])
+    assert names == ["fs-read", "fs-write", "web-search"] and call.body["tools"][0] == {
+        "type": "function", "function": {"name": "fs-read"}}
+    assert not call.hold_tool_calls  # fs-read is the request's own tool now: not auto-executed
+    assert injected({})[1].hold_tool_calls  # fs-read (auto) injected: agent mode may continue the turn
+    none, call = injected({"HTTP_X_BF_MCP_INCLUDE_TOOLS": ""})
+    assert none == [] and "tools" not in call.body

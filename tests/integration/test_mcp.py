@@ -51,7 +51,9 @@ def mcp_gateway(upstream, tmp_path_factory):
     sse = ServerProcess("sse", str(workdir))
     config = {
         "providers": {"openai": {"keys": [{"name": "k", "value": "sk-mcp", "models": ["*"]}],
-                                 "network_config": {"base_url": upstream.url}}},
+                                 "network_config": {"base_url": upstream.url}},
+                      "anthropic": {"keys": [{"name": "a", "value": "sk-mcp", "models": ["*"]}],
+                                    "network_config": {"base_url": upstream.url}}},
         "mcp": {"client_configs": [
             # cwd is filled in below: the gateway's own directory, where its config.json is
             None,
@@ -313,6 +315,26 @@ def test_agent_mode_usage_covers_every_turn(mcp_gateway, upstream):
     assert body["usage"]["prompt_tokens"] == prompt_tokens(first.body) + prompt_tokens(second.body)
     alone = chat(mcp_gateway, {"model": "openai/gpt-4o-mini", "messages": second.body["messages"]}).json()
     assert body["usage"]["completion_tokens"] > alone["usage"]["completion_tokens"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_agent_mode_through_the_anthropic_adapter(mcp_gateway, upstream, stream):
+    upstream.plan(Reply(tool_call={"name": "fs-add", "arguments": {"a": 2, "b": 3}}))
+    reply = chat(mcp_gateway, {"model": "anthropic/claude-3-5-sonnet-20241022", "messages": HELLO, "max_tokens": 100},
+                 stream=stream)
+    assert reply.status_code == 200, reply.text
+    first, second = upstream.requests
+    assert first.path == "/v1/messages" and any(t["name"] == "fs-add" for t in first.body["tools"])
+    turn = second.body["messages"]
+    assert turn[1]["role"] == "assistant" and turn[1]["content"][-1]["type"] == "tool_use"
+    result = turn[2]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == turn[1]["content"][-1]["id"]
+    assert result["content"] in ("5", [{"type": "text", "text": "5"}])
+    if stream:
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(reply.text) if c.get("choices"))
+    else:
+        text = reply.json()["choices"][0]["message"]["content"]
+    assert text
 
 
 def test_agent_mode_runs_several_calls_concurrently(mcp_gateway, upstream):

@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
 import gevent
+import gevent.event
 from gevent import monkey
 
 T = TypeVar("T")
@@ -85,17 +86,18 @@ def wait(future: "concurrent.futures.Future[T]", timeout: float | None = None) -
     ``TimeoutError`` is raised; a greenlet killed while waiting cancels it too.
     """
     if not future.done():
-        hub = gevent.get_hub()
-        watcher = hub.loop.async_()
+        done = gevent.event.Event()
+        watcher = gevent.get_hub().loop.async_()
+        watcher.start(done.set)  # started before the callback can fire, so no send is lost
         future.add_done_callback(lambda _f: watcher.send())  # async_.send() is thread-safe
         try:
-            with gevent.Timeout(timeout, TimeoutError):
-                while not future.done():
-                    hub.wait(watcher)
+            if not done.wait(timeout) and not future.done():
+                raise TimeoutError(f"no result within {timeout}s")
         except BaseException:
             future.cancel()
             raise
         finally:
+            watcher.stop()
             watcher.close()
     return future.result(0)
 
@@ -124,9 +126,14 @@ class Channel:
 
     def __init__(self) -> None:
         self._items: collections.deque = collections.deque()
-        self._watcher = gevent.get_hub().loop.async_()  # created by the consuming greenlet's thread
+        self._ready = gevent.event.Event()
+        self._watcher = gevent.get_hub().loop.async_()  # of the consuming greenlet's thread
+        self._watcher.start(self._ready.set)  # active for the channel's life: no send is lost
+        self._disposed = False
 
     def put(self, item: Any) -> None:
+        if self._disposed:  # the consumer left (client gone); drop what still comes
+            return
         self._items.append(item)
         self._watcher.send()
 
@@ -135,10 +142,12 @@ class Channel:
 
     def get(self, timeout: float | None = None) -> Any:
         """The next item; ``StopIteration`` once closed."""
-        hub = gevent.get_hub()
-        with gevent.Timeout(timeout, TimeoutError):
-            while not self._items:
-                hub.wait(self._watcher)
+        while not self._items:
+            self._ready.clear()
+            if self._items:
+                break
+            if not self._ready.wait(timeout) and not self._items:
+                raise TimeoutError(f"nothing within {timeout}s")
         item = self._items.popleft()
         if item is self._END:
             self._items.appendleft(item)
@@ -153,4 +162,6 @@ class Channel:
                 return
 
     def dispose(self) -> None:
+        self._disposed = True
+        self._watcher.stop()
         self._watcher.close()

@@ -69,7 +69,7 @@ class Manager:
         # Governance wires this (environ -> the virtual key's mcp_configs, or None) for the routes
         # without a Call: /v1/mcp/tool/execute and /mcp. It may raise GatewayError (invalid key).
         self.vk_resolver: Callable[[dict], Sequence[Mapping[str, Any]] | None] | None = None
-        self.server_stateless = False  # mcp.server_stateless: /mcp without per-worker sessions
+        self.server_stateless = True  # mcp.server_stateless: /mcp without sessions (any worker serves any request)
         self._main_thread = _thread_id()
         self._reports: collections.deque = collections.deque()
         self._reports_watcher: Any = None
@@ -93,7 +93,7 @@ class Manager:
         _retrying(lambda: store.seed(documents))
         content_off = bool((raw.get("client") or {}).get("disable_content_logging"))
         manager = cls(settings, store, log_content=not content_off)
-        manager.server_stateless = bool(section.get("server_stateless", False))
+        manager.server_stateless = bool(section.get("server_stateless", True))
         return manager
 
     # -- keeping up with the store ---------------------------------------------------------------

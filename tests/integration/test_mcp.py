@@ -451,11 +451,12 @@ def test_mcp_endpoint_get_opens_an_sse_stream(mcp_gateway):
     accept = {"Accept": "application/json, text/event-stream"}
     reply = requests.post(mcp_gateway.url + "/mcp", json=init, headers=accept, timeout=10)
     assert reply.status_code == 200, reply.text
-    session = reply.headers["mcp-session-id"]
-    notified = requests.post(mcp_gateway.url + "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                             headers={**accept, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
-    assert notified.status_code == 202, notified.text
-    with requests.get(mcp_gateway.url + "/mcp", headers={"Accept": "text/event-stream", "mcp-session-id": session,
+    assert '"serverInfo":{"name":"bifrost-py"' in reply.text
+    assert "mcp-session-id" not in reply.headers  # stateless by default: any worker serves any request
+    listed = requests.post(mcp_gateway.url + "/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                           headers={**accept, "mcp-protocol-version": "2025-06-18"}, timeout=10)
+    assert listed.status_code == 200 and '"name":"web-echo"' in listed.text
+    with requests.get(mcp_gateway.url + "/mcp", headers={"Accept": "text/event-stream",
                                                          "mcp-protocol-version": "2025-06-18"},
                       stream=True, timeout=10) as stream:
         assert stream.status_code == 200

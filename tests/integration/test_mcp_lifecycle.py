@@ -263,16 +263,32 @@ def test_the_readme_example_notes_server(gateway, upstream, tmp_path):
         requests.delete(gateway.url + "/api/mcp/client/notes", timeout=10)
 
 
-def test_mcp_endpoint_stateless_mode_serves_every_request_on_its_own(tmp_path):
+def test_mcp_endpoint_with_sessions(tmp_path):
+    """mcp.server_stateless false: the SDK's sessions (per worker), with the session's GET stream."""
     import asyncio
 
-    config = {"providers": {}, "mcp": {"server_stateless": True, "client_configs": [stdio_client("fs", str(tmp_path))]}}
+    config = {"providers": {}, "mcp": {"server_stateless": False,
+                                       "client_configs": [stdio_client("fs", str(tmp_path))]}}
     with GatewayProcess(config) as gateway:
         wait_for(lambda: (client_state(gateway, "fs") or {}).get("state") == "connected")
         init, listed, called, _ = asyncio.run(mcp_round_trip(gateway.url + "/mcp",
-                                                              {"x-bf-mcp-include-tools": "fs-echo"}))
+                                                             {"x-bf-mcp-include-tools": "fs-echo"}))
         assert [t.name for t in listed.tools] == ["fs-echo"]
         assert called.content[0].text == "over mcp"
+        accept = {"Accept": "application/json, text/event-stream"}
+        reply = requests.post(gateway.url + "/mcp", headers=accept, timeout=10, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        session = {"mcp-session-id": reply.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        notified = requests.post(gateway.url + "/mcp", headers={**accept, **session}, timeout=10,
+                                 json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert notified.status_code == 202
+        with requests.get(gateway.url + "/mcp", headers={"Accept": "text/event-stream", **session},
+                          stream=True, timeout=10) as stream:
+            assert stream.status_code == 200 and stream.headers["mcp-session-id"] == session["mcp-session-id"]
+        unknown = requests.post(gateway.url + "/mcp", headers={**accept, "mcp-session-id": "nope"}, timeout=10,
+                                json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
+        assert unknown.status_code == 404
 
 
 def test_a_dropped_http_server_is_retried_until_it_is_back(gateway, tmp_path):

@@ -224,6 +224,11 @@ def test_a_change_reaches_every_worker(http_server, tmp_path):
             assert reply.status_code == 200, reply.text
         notes = [line.split()[1] for line in calls.read_text().splitlines()]
         assert sorted(notes) == [f"n{i}" for i in range(6)]  # each call ran exactly once
+        import asyncio
+
+        for _ in range(3):  # /mcp is stateless: whichever worker gets each request serves it
+            _, listed, called, _ = asyncio.run(mcp_round_trip(gateway.url + "/mcp", {"Connection": "close"}))
+            assert "fs-echo" in [t.name for t in listed.tools]
         assert requests.delete(gateway.url + "/api/mcp/client/fs", timeout=10).status_code == 200
         wait_for(lambda: all(
             not any(c["name"] == "fs" for c in requests.get(gateway.url + CLIENTS, headers={"Connection": "close"},

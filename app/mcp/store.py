@@ -1,7 +1,7 @@
 """Where MCP client configs live at run time, shared by every worker (SQLite in the app dir by default).
 
-config.json's ``mcp.client_configs`` seed the table whenever that section changes; the
-/api/mcp endpoints edit it afterwards. Every change bumps a version number that each
+config.json's ``mcp.client_configs`` seed the table whenever that section changes (a client
+dropped from the file is dropped from the table); the /api/mcp endpoints edit it afterwards. Every change bumps a version number that each
 worker polls, so a change made through one worker reaches all of them without a restart.
 """
 from __future__ import annotations
@@ -79,12 +79,20 @@ class ClientStore:
         return gone
 
     def seed(self, documents: Sequence[Mapping[str, Any]]) -> None:
-        """Apply config.json's clients when that section differs from the one applied last."""
+        """Apply config.json's clients when that section differs from the one applied last.
+
+        Clients that an earlier config.json had and this one has not are removed; clients
+        added through the API are left alone.
+        """
         digest = hashlib.sha256(orjson.dumps(list(documents), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        names = [str(document["name"]) for document in documents]
         with self.engine.begin() as conn:
             row = conn.execute(select(meta.c.value).where(meta.c.key == "seed")).first()
-            if row and row[0] == digest:
+            previous = orjson.loads(row[0]) if row and row[0].startswith("{") else {}
+            if previous.get("digest") == digest:
                 return
+            for name in set(previous.get("names") or ()) - set(names):
+                conn.execute(clients.delete().where(clients.c.name == name))
             for document in documents:
                 name = str(document["name"])
                 values = {"document": orjson.dumps(dict(document)).decode(), "updated_at": time.time()}
@@ -92,10 +100,11 @@ class ClientStore:
                     conn.execute(update(clients).where(clients.c.name == name).values(**values))
                 else:
                     conn.execute(insert(clients).values(name=name, **values))
+            value = orjson.dumps({"digest": digest, "names": names}).decode()
             if row:
-                conn.execute(update(meta).where(meta.c.key == "seed").values(value=digest))
+                conn.execute(update(meta).where(meta.c.key == "seed").values(value=value))
             else:
-                conn.execute(insert(meta).values(key="seed", value=digest, number=0))
+                conn.execute(insert(meta).values(key="seed", value=value, number=0))
             self._bump(conn)
 
     @staticmethod

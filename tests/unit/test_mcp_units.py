@@ -186,3 +186,23 @@ def test_the_plugin_reads_the_virtual_keys_mcp_configs_from_call_state(catalog):
     assert injected({})[1].hold_tool_calls  # fs-read (auto) injected: agent mode may continue the turn
     none, call = injected({"HTTP_X_BF_MCP_INCLUDE_TOOLS": ""})
     assert none == [] and "tools" not in call.body
+
+
+def test_the_store_follows_config_json_and_keeps_api_clients(tmp_path):
+    from app.mcp.store import ClientStore
+
+    store = ClientStore.from_config({"type": "sqlite", "config": {"path": str(tmp_path / "config.db")}})
+    a = {"name": "a", "connection_type": "http", "connection_string": "http://a/mcp"}
+    b = {"name": "b", "connection_type": "http", "connection_string": "env.B_URL"}
+    store.seed([a, b])
+    version, docs = store.all()
+    assert [d["name"] for d in docs] == ["a", "b"] and docs[1]["connection_string"] == "env.B_URL"
+    store.seed([a, b])
+    assert store.version() == version  # unchanged file: nothing applied
+    assert store.put({"name": "api", "connection_type": "sse", "connection_string": "http://c/sse"}, create=True)
+    assert not store.put({"name": "api", "connection_type": "sse", "connection_string": "x"}, create=True)
+    store.seed([dict(a, tools_to_execute=["x"])])  # b left config.json
+    _, docs = store.all()
+    assert [d["name"] for d in docs] == ["a", "api"] and docs[0]["tools_to_execute"] == ["x"]
+    assert store.delete("api") and not store.delete("api")
+    assert store.version() > version

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer

@@ -188,10 +188,15 @@ def test_bad_client_configs_are_400_naming_the_field(gateway, document, param):
     assert reply.json()["error"]["param"] == param
 
 
-def test_an_unreachable_server_is_listed_as_error(gateway):
+@pytest.mark.parametrize("kind", ["http", "sse", "stdio"])
+def test_an_unreachable_server_is_listed_as_error(gateway, kind):
     from tests.gateway_process import free_port
 
-    document = {"name": "nowhere", "connection_type": "http", "connection_string": f"http://127.0.0.1:{free_port()}/mcp"}
+    url = f"http://127.0.0.1:{free_port()}/" + ("sse" if kind == "sse" else "mcp")
+    document = {"name": "nowhere", "connection_type": kind, "connection_string": url}
+    if kind == "stdio":
+        document = {"name": "nowhere", "connection_type": "stdio",
+                    "stdio_config": {"command": "/nonexistent/mcp-server", "args": []}}
     created = requests.post(gateway.url + "/api/mcp/client", json=document, timeout=30)
     assert created.status_code == 201, created.text
     assert created.json()["client"]["state"] == "error" and created.json()["client"]["error"]

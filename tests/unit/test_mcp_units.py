@@ -206,3 +206,24 @@ def test_the_store_follows_config_json_and_keeps_api_clients(tmp_path):
     assert [d["name"] for d in docs] == ["a", "api"] and docs[0]["tools_to_execute"] == ["x"]
     assert store.delete("api") and not store.delete("api")
     assert store.version() > version
+
+
+def test_cost_prices_each_turn_with_the_model_that_served_it():
+    from app.call import Call
+    from app.config import parse_config
+    from app.context import RequestContext
+    from app.engine import Served
+    from app.pricing import Pricing
+    from app.schemas import Target
+    from app.turns import cost
+
+    rules = [{"provider": "openai", "model": "cheap", "input_cost_per_million_tokens": 1, "output_cost_per_million_tokens": 2},
+             {"provider": "openai", "model": "dear", "input_cost_per_million_tokens": 10, "output_cost_per_million_tokens": 20}]
+    pricing = Pricing(parse_config({"governance": {"pricing_overrides": rules}}, environ={}))
+    call = Call("chat_completion", False, {}, Target("openai", "cheap"), [], RequestContext("r"))
+    first = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+    last = {"prompt_tokens": 2000, "completion_tokens": 50, "total_tokens": 2050}
+    call.earlier_turns.append((Served("openai", "cheap", 0, None, 0), first))
+    call.served = Served("openai", "dear", 1, None, 0)  # the last turn fell back to another model
+    call.usage = add_usage(first, last)
+    assert cost(pricing, call) == pytest.approx((1000 * 1 + 100 * 2) / 1e6 + (2000 * 10 + 50 * 20) / 1e6)

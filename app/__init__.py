@@ -43,6 +43,11 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     app.register_blueprint(inference.bp)
     app.register_blueprint(health.bp)
     surfaces.register(app)  # /openai, /anthropic, /genai and the framework prefixes
+    from app.blueprints import mcp as mcp_routes
+    from app.blueprints.api import mcp as mcp_api
+
+    app.register_blueprint(mcp_routes.bp)
+    app.register_blueprint(mcp_api.bp)
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)

@@ -42,6 +42,7 @@ class Call:
     # None until a translated attempt (or a plugin, see Engine._before) needs the canonical form.
     native: Any = None
     passthrough: bool = False  # the answering attempt got native.body as it is (reply/chunks are native)
+    translate: bool = False  # a before-hook changed the canonical body: no attempt passes native.body through
     started_at: float = field(default_factory=time.time)  # wall clock, for logs
     attempts: list[Attempt] = field(default_factory=list)
     served: Any = None  # engine.Served once a target answered
@@ -59,6 +60,10 @@ class Call:
     finished_at: float | None = None  # perf_counter, when the reply was complete or the stream ended
     cancelled: bool = False  # the client went away before the stream ended
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space, keyed by plugin name
+    # Conversations the gateway continues (app/turns.py): the turns before the last, as (served, usage);
+    # a plugin sets hold_tool_calls so a stream's tool-call deltas wait for its follow_up decision.
+    earlier_turns: list[tuple[Any, dict]] = field(default_factory=list)
+    hold_tool_calls: bool = False
 
     def canonical_body(self) -> dict:
         """The canonical request, translated from the native one the first time it is needed."""

@@ -263,6 +263,12 @@ def parse_config(document: dict, *, source: str = "<dict>", environ: Mapping[str
         key, problem = _first_message(exc.messages)
         raise ConfigError(f"{source}: {key}: {problem}") from None
     providers = {name: _provider(name, spec, source) for name, spec in data["providers"].items()}
+    from app.mcp.config import check_section  # marshmallow only: cheap in the master
+
+    try:
+        check_section(resolved.get("mcp"))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     client = data["client"]
     return GatewayConfig(
         providers=providers,

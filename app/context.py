@@ -35,6 +35,8 @@ class RequestContext:
     # A drop-in surface's own body, (method, body), for an upstream of the same dialect to
     # receive as it is (only the model replaced); e.g. ("generateContent", {...}) on /genai.
     native: tuple[str, dict] | None = None
+    mcp_include_clients: str | None = None  # x-bf-mcp-include-clients (None: not sent)
+    mcp_include_tools: str | None = None  # x-bf-mcp-include-tools
 
     @classmethod
     def from_environ(cls, environ: dict) -> "RequestContext":
@@ -52,6 +54,8 @@ class RequestContext:
             request_id=request_id,
             pinned_key=environ.get("HTTP_X_BF_API_KEY") or None,
             forward_headers=forward,
+            mcp_include_clients=environ.get("HTTP_X_BF_MCP_INCLUDE_CLIENTS"),
+            mcp_include_tools=environ.get("HTTP_X_BF_MCP_INCLUDE_TOOLS"),
         )
 
     def elapsed_ms(self) -> float:

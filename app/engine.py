@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import gevent
 
+from app import turns
 from app.call import Attempt, Call
 from app.config import GatewayConfig, Key
 from app.context import RequestContext
@@ -167,6 +168,8 @@ class Engine:
         try:
             self._before(call)
             reply = self._run_chain(request_type, call, attempt)
+            if self.plugins.continuing and request_type == "chat_completion" and not reply.native:
+                reply = turns.continue_reply(self, call, reply, lambda: self._run_chain(request_type, call, attempt))
         except GatewayError as error:
             self._finish(call, error=error)
             raise
@@ -200,6 +203,8 @@ class Engine:
                 gate.release()
                 raise
             dialect = passage.native
+            if call.hold_tool_calls:  # a turn of a continued conversation (app/turns.py) finishes nothing
+                return Stream(served, first, chunks, gate.release, _scrub=self.redactor.scrub)
             call.passthrough = dialect is not None
             return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed,
                           native=dialect is not None, meter=dialect.usage_meter() if dialect else None,
@@ -207,7 +212,15 @@ class Engine:
 
         try:
             self._before(call)
-            return self._run_chain(stream_type, call, attempt)
+            stream = self._run_chain(stream_type, call, attempt)
+            if call.hold_tool_calls and self.plugins.continuing and request_type == "chat_completion":
+                chunks = turns.continue_stream(self, call, stream, lambda: self._run_chain(stream_type, call, attempt))
+                first = next(chunks, None)  # may run whole turns (tools included): errors still become JSON
+                if first is None:
+                    raise self.providers[call.served.provider].stream_cut()
+                return Stream(call.served, first, chunks, lambda: None, call=call, _on_close=self._stream_closed,
+                              _scrub=self.redactor.scrub)
+            return stream
         except GatewayError as error:
             self._finish(call, error=error)
             raise
@@ -229,7 +242,7 @@ class Engine:
         gets the canonical body (translated from the native one on first need).
         """
         native = call.native
-        if native is not None and provider.dialect == native.dialect.name:
+        if native is not None and not call.translate and provider.dialect == native.dialect.name:
             method = getattr(provider, "native_" + request_type, None)
             allowed = provider.config.allowed_requests
             if method is not None and (allowed is None or allowed.get(request_type, False)):
@@ -251,7 +264,10 @@ class Engine:
         if usage:
             call.usage = usage
         if call.served is not None and call.usage:
-            call.cost = self.pricing.cost(call.served.provider, call.served.model, call.usage)
+            if call.earlier_turns:
+                call.cost = turns.cost(self.pricing, call)
+            else:
+                call.cost = self.pricing.cost(call.served.provider, call.served.model, call.usage)
         self.plugins.after(call)
 
     # -- the chain of targets, each with its retries --------------------------------------------

@@ -9,6 +9,7 @@ a ``before`` hook's GatewayError, which is the refusal the client receives.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
@@ -32,8 +33,26 @@ class Plugin:
     def after(self, call: "Call") -> None:
         """Once per request, when its reply is complete (call.error set when it failed)."""
 
+    def follow_up(self, call: "Call", message: dict) -> "FollowUp | None":
+        """A model turn ended with this assistant message (a JSON reply's, or a stream's assembled).
+
+        Return a FollowUp to continue the conversation inside the gateway (agent mode), or
+        None to let the reply go to the client. Only chat requests get here (app/turns.py).
+        """
+        return None
+
     def close(self) -> None:
         """The worker is stopping: flush what is buffered."""
+
+
+@dataclass
+class FollowUp:
+    """``messages``: append them and call the model again. ``final``: end here, with this assistant
+    message in place of the model's (and ``finish_reason``)."""
+
+    messages: list[dict] | None = None
+    final: dict | None = None
+    finish_reason: str = "tool_calls"
 
 
 class Plugins:
@@ -42,6 +61,8 @@ class Plugins:
     def __init__(self, plugins: Sequence[Plugin]) -> None:
         self.plugins = tuple(plugins)
         self.reversed = tuple(reversed(self.plugins))
+        # Plugins that may continue a conversation; the engine looks at turns only when there are some.
+        self.continuing = tuple(p for p in self.plugins if type(p).follow_up is not Plugin.follow_up)
 
     def __bool__(self) -> bool:
         return bool(self.plugins)
@@ -64,6 +85,13 @@ class Plugins:
             except Exception:
                 log.exception("plugin %s: after failed (request %s)", plugin.name, call.ctx.request_id)
 
+    def follow_up(self, call: "Call", message: dict) -> "FollowUp | None":
+        for plugin in self.continuing:
+            step = plugin.follow_up(call, message)  # a GatewayError here is the client's answer
+            if step is not None:
+                return step
+        return None
+
     def close(self) -> None:
         for plugin in self.reversed:
             try:
@@ -74,5 +102,8 @@ class Plugins:
 
 def build_plugins(config: "GatewayConfig") -> Plugins:
     """The built-in plugins, in hook order. Each concern adds its one line here."""
+    from app.plugins.mcp import MCPPlugin
+
     plugins: list[Plugin] = []
+    plugins.append(MCPPlugin(config))
     return Plugins(plugins)

@@ -348,6 +348,15 @@ def choose_tool_call(body: dict, options: dict) -> ToolCall | None:
     return ToolCall(fn.get("name", "get_weather"), args, random_id("call_"))
 
 
+def choose_tool_calls(body: dict, options: dict) -> list[ToolCall]:
+    """As choose_tool_call; a list in options["tool_call"] asks for several calls in one reply."""
+    wanted = options.get("tool_call")
+    if isinstance(wanted, list):
+        return [choose_tool_call(body, {**options, "tool_call": item}) for item in wanted]
+    call = choose_tool_call(body, options)
+    return [call] if call is not None else []
+
+
 def usage(prompt: int, completion: int) -> dict:
     return {
         "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
@@ -455,19 +464,20 @@ class OpenAIDialect:
         return resp
 
     def _chat(self, body: dict, model: str, options: dict) -> Response:
-        call = choose_tool_call(body, options)
+        calls = choose_tool_calls(body, options)
         text = options.get("content")
-        if call is None and text is None:
+        if not calls and text is None:
             text = DEFAULT_TEXT
         message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
         completion = count_tokens(text)
         if options.get("reasoning"):  # as DeepSeek, vLLM and other compatible servers report it
             message["reasoning_content"] = options["reasoning"]
-        if call is not None:
+        if calls:
             message["tool_calls"] = [{"id": call.id, "type": "function",
-                                      "function": {"name": call.name, "arguments": call.arguments}}]
-            completion += 1 + count_tokens(call.arguments)
-        finish = options.get("finish_reason") or ("tool_calls" if call else "stop")
+                                      "function": {"name": call.name, "arguments": call.arguments}}
+                                     for call in calls]
+            completion += sum(1 + count_tokens(call.arguments) for call in calls)
+        finish = options.get("finish_reason") or ("tool_calls" if calls else "stop")
         return Response(200, {
             "id": random_id("chatcmpl-", 29), "object": "chat.completion", "created": now(), "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
@@ -486,9 +496,9 @@ class OpenAIDialect:
                 obj["usage"] = None
             return sse(obj)
 
-        call = choose_tool_call(body, options)
+        calls = choose_tool_calls(body, options)
         text = options.get("content")
-        if call is None and text is None:
+        if not calls and text is None:
             text = DEFAULT_TEXT
         chunks = options.get("chunks")
         events, completion = [], 0
@@ -499,16 +509,17 @@ class OpenAIDialect:
             events.append(chunk({"role": "assistant", "content": "", "refusal": None}))
             events += [chunk({"content": piece}) for piece in pieces]
             completion += count_tokens("".join(pieces))
-        if call is not None:
-            head = {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        for index, call in enumerate(calls):
+            head = {"index": index, "id": call.id, "type": "function",
+                    "function": {"name": call.name, "arguments": ""}}
             first = {"tool_calls": [head]}
-            if text is None:
+            if text is None and index == 0:
                 first = {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
             events.append(chunk(first))
-            events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            events += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
                        for piece in split_even(call.arguments, chunks or 4)]
             completion += 1 + count_tokens(call.arguments)
-        events.append(chunk({}, options.get("finish_reason") or ("tool_calls" if call else "stop")))
+        events.append(chunk({}, options.get("finish_reason") or ("tool_calls" if calls else "stop")))
         if include_usage:
             events.append(sse(dict(base, choices=[], usage=usage(prompt_tokens(body), completion))))
         events.append(b"data: [DONE]\n\n")

@@ -224,3 +224,16 @@ def test_reset_and_stall_and_prompt_stop():
     for t in threads:
         t.join(5)
     assert len(errors) == 3
+
+
+def test_several_tool_calls_in_one_reply(fake):
+    fake.plan(Reply(tool_call=[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": "{}"}]))
+    status, _, raw = call(fake, "POST", "/v1/chat/completions", CHAT, OPENAI)
+    message = json.loads(raw)["choices"][0]["message"]
+    assert status == 200 and [c["function"]["name"] for c in message["tool_calls"]] == ["a", "b"]
+    assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"x": 1}
+    fake.plan(Reply(tool_call=[{"name": "a", "arguments": {}}, {"name": "b", "arguments": {}}]))
+    status, _, raw = call(fake, "POST", "/v1/chat/completions", dict(CHAT, stream=True), OPENAI)
+    chunks = [json.loads(data) for _, data in sse_events(raw) if data != "[DONE]"]
+    indices = {d["index"] for c in chunks if c.get("choices") for d in c["choices"][0]["delta"].get("tool_calls") or ()}
+    assert status == 200 and indices == {0, 1}

@@ -17,6 +17,32 @@ FORWARD_PREFIX = "x-bf-eh-"
 _ENVIRON_FORWARD_PREFIX = "HTTP_X_BF_EH_"
 
 
+VIRTUAL_KEY_PREFIX = "sk-bf-"
+_VK_HEADERS = ("HTTP_X_API_KEY", "HTTP_X_GOOG_API_KEY", "HTTP_API_KEY")
+
+
+def virtual_key_of(environ: dict) -> str | None:
+    """The virtual key a request carries, whichever SDK sent it (only sk-bf- values outside x-bf-vk)."""
+    value = environ.get("HTTP_X_BF_VK")
+    if value:
+        return value.strip()
+    auth = environ.get("HTTP_AUTHORIZATION")
+    if auth and auth[:7].lower() == "bearer ":
+        token = auth[7:].strip()
+        if token.startswith(VIRTUAL_KEY_PREFIX):
+            return token
+    for name in _VK_HEADERS:
+        value = environ.get(name)
+        if value and value.startswith(VIRTUAL_KEY_PREFIX):
+            return value.strip()
+    query = environ.get("QUERY_STRING")
+    if query and "key=sk-bf-" in query:  # Gemini's ?key= form
+        for part in query.split("&"):
+            if part.startswith("key=sk-bf-"):
+                return part[4:]
+    return None
+
+
 @dataclass
 class RequestContext:
     request_id: str
@@ -24,6 +50,8 @@ class RequestContext:
     pinned_key: str | None = None  # x-bf-api-key: use the provider key with this name
     forward_headers: dict[str, str] = field(default_factory=dict)
     upstream_seconds: float = 0.0  # time spent waiting for providers, for the overhead header
+    virtual_key: str | None = None  # governance: x-bf-vk, or an sk-bf- value in a credential header
+    key_filter: dict | None = None  # governance: provider -> names of the keys a virtual key may use
 
     @classmethod
     def from_environ(cls, environ: dict) -> "RequestContext":
@@ -41,6 +69,7 @@ class RequestContext:
             request_id=request_id,
             pinned_key=environ.get("HTTP_X_BF_API_KEY") or None,
             forward_headers=forward,
+            virtual_key=virtual_key_of(environ),
         )
 
     def elapsed_ms(self) -> float:

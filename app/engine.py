@@ -27,7 +27,7 @@ from app.pricing import Pricing
 from app.providers.base import Provider
 from app.providers.registry import build_provider
 from app.providers.catalog import BUILTIN_PROVIDERS
-from app.schemas import Target
+from app.schemas import Target, missing_provider
 
 log = logging.getLogger("bifrost.engine")
 
@@ -148,6 +148,8 @@ class Engine:
 
         try:
             self.plugins.before(call)
+            if not call.target.provider:  # no plugin routed a bare model
+                raise missing_provider(call.target.model)
             reply = self._run_chain(request_type, call, attempt)
         except GatewayError as error:
             self._finish(call, error=error)
@@ -178,6 +180,8 @@ class Engine:
 
         try:
             self.plugins.before(call)
+            if not call.target.provider:
+                raise missing_provider(call.target.model)
             return self._run_chain(stream_type, call, attempt)
         except GatewayError as error:
             self._finish(call, error=error)
@@ -242,8 +246,9 @@ class Engine:
         rate_limited: set[str] = set()
         # Key pins name a key of the primary provider; fallbacks choose their own.
         pinned = ctx.pinned_key if index == 0 else None
+        allowed = ctx.key_filter.get(target.provider) if ctx.key_filter else None  # a virtual key's key_ids
         for retry in range(network.max_retries + 1):
-            key = self._key(provider, target.model, pinned, rate_limited)
+            key = self._key(provider, target.model, pinned, rate_limited, allowed)
             served = Served(target.provider, target.model, index, key.name if key else None, retry)
             record = Attempt(target.provider, target.model, index, retry, served.key_name, time.perf_counter())
             call.attempts.append(record)
@@ -273,10 +278,16 @@ class Engine:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     @staticmethod
-    def _key(provider: Provider, model: str, pinned: str | None, rate_limited: set[str]) -> Key | None:
+    def _key(provider: Provider, model: str, pinned: str | None, rate_limited: set[str],
+             allowed: frozenset[str] | None = None) -> Key | None:
         keys = provider.config.keys
         if not keys and provider.config.keyless:
             return None
+        if allowed is not None:
+            keys = tuple(key for key in keys if key.name in allowed)
+            if not keys:
+                raise GatewayError(f"no key of {provider.name} is allowed for this virtual key", 403,
+                                   type="key_blocked", allow_fallbacks=False)
         return select_key(keys, model, pinned=pinned, exclude=rate_limited)
 
     # -- model listing --------------------------------------------------------------------------
@@ -296,7 +307,7 @@ class Engine:
             else:
                 error = job.exception
                 errors[name] = error if isinstance(error, GatewayError) else GatewayError(str(error), 502)
-        return models, errors
+        return self.plugins.models(ctx, models), errors
 
     def _models_of(self, name: str, ctx: RequestContext) -> list[dict]:
         provider = self.providers[name]

@@ -80,14 +80,24 @@ def parse_text(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
     return _finish(data, known_providers)
 
 
-def split_model(value: str, known_providers: frozenset[str], param: str = "model") -> Target:
-    """"provider/model" split on the first "/": openrouter/anthropic/claude keeps the rest."""
+def missing_provider(value: str, param: str = "model") -> GatewayError:
+    return GatewayError(
+        f"provider is required in model field (format: provider/model), got {value!r}", 400,
+        error_type="invalid_request_error", code="missing_provider", param=param,
+    )
+
+
+def split_model(value: str, known_providers: frozenset[str], param: str = "model", *, bare: bool = False) -> Target:
+    """"provider/model" split on the first "/": openrouter/anthropic/claude keeps the rest.
+
+    ``bare`` lets a model without a provider through as Target("", model): a virtual key's
+    provider configs may route it (governance); the engine refuses it if none did.
+    """
     provider, slash, model = value.partition("/")
     if not slash:
-        raise GatewayError(
-            f"provider is required in model field (format: provider/model), got {value!r}", 400,
-            error_type="invalid_request_error", code="missing_provider", param=param,
-        )
+        if bare:
+            return Target("", value)
+        raise missing_provider(value, param)
     if provider not in known_providers:
         raise GatewayError(
             f"Invalid provider: {provider}", 400, error_type="invalid_request_error", code="invalid_provider", param=param
@@ -157,7 +167,7 @@ def _well_typed(body: dict, *, chat: bool) -> bool:
 
 
 def _finish(data: dict, known_providers: frozenset[str]) -> ParsedRequest:
-    target = split_model(data.pop("model"), known_providers)
+    target = split_model(data.pop("model"), known_providers, bare=True)
     fallbacks = [_fallback(item, i, known_providers) for i, item in enumerate(data.pop("fallbacks"))]
     params = data.pop("params", None)
     data.pop("provider", None)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     from app.call import Attempt, Call
     from app.config import GatewayConfig
+    from app.context import RequestContext
 
 log = logging.getLogger("bifrost.plugins")
 
@@ -31,6 +32,10 @@ class Plugin:
 
     def after(self, call: "Call") -> None:
         """Once per request, when its reply is complete (call.error set when it failed)."""
+
+    def models(self, ctx: "RequestContext", models: list[dict]) -> list[dict]:
+        """/v1/models: filter the listed models (e.g. to a virtual key's). Raise GatewayError to refuse."""
+        return models
 
     def close(self) -> None:
         """The worker is stopping: flush what is buffered."""
@@ -64,6 +69,17 @@ class Plugins:
             except Exception:
                 log.exception("plugin %s: after failed (request %s)", plugin.name, call.ctx.request_id)
 
+    def models(self, ctx: "RequestContext", models: list[dict]) -> list[dict]:
+        for plugin in self.plugins:
+            models = plugin.models(ctx, models)
+        return models
+
+    def get(self, name: str) -> Plugin | None:
+        for plugin in self.plugins:
+            if plugin.name == name:
+                return plugin
+        return None
+
     def close(self) -> None:
         for plugin in self.reversed:
             try:
@@ -74,5 +90,7 @@ class Plugins:
 
 def build_plugins(config: "GatewayConfig") -> Plugins:
     """The built-in plugins, in hook order. Each concern adds its one line here."""
-    plugins: list[Plugin] = []
+    from app.plugins.governance import GovernancePlugin
+
+    plugins: list[Plugin] = [GovernancePlugin(config)]
     return Plugins(plugins)

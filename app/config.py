@@ -190,6 +190,7 @@ class ConfigSchema(_Strict):
     config_store = fields.Dict()
     logs_store = fields.Dict()
     vector_store = fields.Dict()
+    kv_store = fields.Dict()  # governance counters: {"type": "redis", "config": {...}} (app/stores/counters.py)
 
     @validates_schema
     def _check_providers(self, data: dict, **_: Any) -> None:

@@ -23,6 +23,7 @@ log = logging.getLogger("bifrost.governance")
 
 POLL_SECONDS = 0.25
 OUTAGE_LOG_EVERY = 60.0
+RETRY_AFTER = 1.0  # seconds an unreachable counter store is not asked again
 
 
 def refusal(decision: str, status: int, message: str) -> GatewayError:
@@ -196,6 +197,7 @@ class Governance:
         self.on_change: list[Callable[[], None]] = []  # e.g. auth drops its cached sessions
         self._pending: deque[tuple[tuple[Meter, ...], tuple[int, ...], tuple[int, ...]]] = deque(maxlen=100_000)
         self._outage_logged = 0.0
+        self._down_until = 0.0
         self._poller = None
         if poll:
             import gevent
@@ -265,7 +267,14 @@ class Governance:
         """-1 admitted, else the index of the refusing meter. Raises StoreUnavailable."""
         if not meters:
             return -1
-        return self.counters.admit(meters, reserves, self.clock())
+        if self._down_until and time.monotonic() < self._down_until:
+            raise StoreUnavailable("counter store unreachable (retrying within a second)")
+        try:
+            return self.counters.admit(meters, reserves, self.clock())
+        except StoreUnavailable:
+            # Requests fail fast for a second instead of each waiting for a connect timeout.
+            self._down_until = time.monotonic() + RETRY_AFTER
+            raise
 
     def settle(self, meters: Sequence[Meter], releases: Sequence[int], adds: Sequence[int]) -> None:
         if not meters:

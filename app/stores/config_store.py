@@ -48,12 +48,14 @@ class ConfigStore:
     def __init__(self, section: Mapping[str, Any] | None) -> None:
         self.engine = make_engine(section, "config.db")
         self.kind = self.engine.dialect.name
-        try:
-            metadata.create_all(self.engine)
-        except IntegrityError:  # another worker created them at the same moment
-            metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"config store: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from None
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except SQLAlchemyError as exc:  # another worker creating the same tables at the same moment
+                if attempt == 4:
+                    raise StoreError(f"config store: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from None
+                time.sleep(0.1 * (attempt + 1))
         with self.engine.begin() as db:
             if db.execute(select(versions.c.version).where(versions.c.id == 1)).first() is None:
                 try:
@@ -152,8 +154,15 @@ class ConfigStore:
             return db.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
 
     def meta_set(self, key: str, value: str) -> None:
-        with self.engine.begin() as db:
-            self._meta_set(db, key, value)
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as db:
+                    self._meta_set(db, key, value)
+                return
+            except IntegrityError:  # another worker wrote the same key at the same moment
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @staticmethod
     def _meta_set(db, key: str, value: str) -> None:

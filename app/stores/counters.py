@@ -283,6 +283,8 @@ class RedisCounters(Counters):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         host, _, port = str(config.get("addr") or "127.0.0.1:6379").rpartition(":")
         self.prefix = str(config.get("key_prefix") or "bifrost:")
@@ -292,6 +294,8 @@ class RedisCounters(Counters):
             socket_connect_timeout=float(config.get("connect_timeout", 0.5)),
             socket_timeout=float(config.get("timeout", 1.0)),
             max_connections=int(config.get("pool_size", 100)),
+            # One immediate retry replaces a pooled connection that died; an outage fails fast.
+            retry=Retry(NoBackoff(), 1),
         )
         self._admit = self.client.register_script(ADMIT_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)

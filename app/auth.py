@@ -116,6 +116,8 @@ class Auth:
     def check(self, environ: dict, virtual_key: str | None) -> None:
         """Raise 401 unless this request may go on (the hot path: a few set and string checks)."""
         path = environ.get("PATH_INFO") or "/"
+        if environ.get("REQUEST_METHOD") == "OPTIONS":  # CORS preflights carry no credentials
+            return
         if path in self.open_exact or (self.open_prefixes and path.startswith(self.open_prefixes)):
             return
         if path.startswith("/api/"):

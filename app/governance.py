@@ -154,6 +154,8 @@ class Snapshot:
                              + budget_meters(self._get("budgets", pc.get("budget_id")), label)),
             ))
         attribution = {"virtual_key_id": vk["id"], "virtual_key_name": vk.get("name") or ""}
+        if vk.get("disable_content_logging"):
+            attribution["disable_content_logging"] = True
         if team:
             attribution.update(team_id=team["id"], team_name=team.get("name") or "")
         if customer:

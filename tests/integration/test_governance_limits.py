@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.fakes.behaviours import Delay
+from tests.fakes.behaviours import Delay, Stream
 from tests.gateway_process import GatewayProcess
 from tests.governance_support import (CHAT, REDIS_ADDR, TcpProxy, burst, get, kv_store, post, postgres_database,
                                       redis_prefix)
@@ -270,3 +270,32 @@ def test_provider_configs_route_a_bare_model_by_weight_and_filter_models(fake):
         everything = get(url, "/v1/models", ADMIN)[1]["data"]
         assert len(everything) > 1 and len(get(url, "/v1/models", {"x-bf-vk": "sk-bf-spent-test"})[1]["data"]) == len(
             everything)  # a config without allowed_models lists all of the provider's models
+
+
+def test_streams_are_settled_when_they_end_and_when_the_client_leaves(fake):
+    governance = {"rate_limits": [{"id": "rl-stream", "token_max_limit": 1_000_000, "token_reset_duration": "1h"}],
+                  "virtual_keys": [{"id": "vk-stream", "name": "stream", "value": "sk-bf-stream-test",
+                                    "rate_limit_id": "rl-stream"}]}
+    with GatewayProcess(gateway_config(fake.url, governance)) as gateway:
+        headers = {"authorization": "Bearer sk-bf-stream-test"}
+        body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+        reply = requests.post(gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        assert reply.status_code == 200
+        chunks = [line for line in reply.text.splitlines() if line.startswith("data: {")]
+        import json
+
+        streamed = [json.loads(line[6:]) for line in chunks if '"usage":{' in line.replace(" ", "")]
+        total = streamed[-1]["usage"]["total_tokens"]
+        [tokens] = quota(gateway.url, "sk-bf-stream-test")["rate_limits"]
+        assert tokens["current_usage"] == total and tokens["in_flight_reserved"] == 0
+
+        fake.plan(Stream(chunks=40, gap=0.1))  # slow: the client leaves after the first chunk
+        with requests.post(gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=10,
+                           stream=True) as slow:
+            next(slow.iter_lines())
+            [tokens] = quota(gateway.url, "sk-bf-stream-test")["rate_limits"]
+            assert tokens["in_flight_reserved"] > 0  # held while the stream runs
+        deadline = time.monotonic() + 5
+        while quota(gateway.url, "sk-bf-stream-test")["rate_limits"][0]["in_flight_reserved"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert quota(gateway.url, "sk-bf-stream-test")["rate_limits"][0]["in_flight_reserved"] == 0

@@ -131,15 +131,24 @@ class Snapshot:
     def _get(self, kind: str, entity_id: Any) -> dict | None:
         return self.entities.get(kind, {}).get(entity_id) if entity_id else None
 
+    def _budgets(self, holder: Mapping[str, Any], label: str) -> list[Meter]:
+        """budget_id, and the newer budgets[] (ids, or inline objects from config.json)."""
+        meters = budget_meters(self._get("budgets", holder.get("budget_id")), label)
+        for item in holder.get("budgets") or ():
+            budget = item if isinstance(item, dict) else self._get("budgets", item)
+            if budget and budget.get("id") != holder.get("budget_id"):
+                meters += budget_meters(budget, label)
+        return meters
+
     def _resolve(self, vk: dict) -> VirtualKey:
         team = self._get("teams", vk.get("team_id"))
         customer = self._get("customers", vk.get("customer_id") or (team or {}).get("customer_id"))
         meters = rate_limit_meters(self._get("rate_limits", vk.get("rate_limit_id")), "virtual key")
-        meters += budget_meters(self._get("budgets", vk.get("budget_id")), "virtual key")
+        meters += self._budgets(vk, "virtual key")
         for owner, label in ((team, "team"), (customer, "customer")):
             if owner:
                 meters += rate_limit_meters(self._get("rate_limits", owner.get("rate_limit_id")), label)
-                meters += budget_meters(self._get("budgets", owner.get("budget_id")), label)
+                meters += self._budgets(owner, label)
         routes = []
         for index, pc in enumerate(vk.get("provider_configs") or ()):
             allowed = pc.get("allowed_models") or []
@@ -151,7 +160,7 @@ class Snapshot:
                 blacklisted_models=frozenset(pc.get("blacklisted_models") or ()),
                 key_ids=frozenset(keys) if keys else None,
                 meters=tuple(rate_limit_meters(self._get("rate_limits", pc.get("rate_limit_id")), label)
-                             + budget_meters(self._get("budgets", pc.get("budget_id")), label)),
+                             + self._budgets(pc, label)),
             ))
         attribution = {"virtual_key_id": vk["id"], "virtual_key_name": vk.get("name") or ""}
         if vk.get("disable_content_logging"):

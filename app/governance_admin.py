@@ -71,6 +71,7 @@ class _Owner(_Entity):
     budget_id = fields.String(allow_none=True)
     rate_limit_id = fields.String(allow_none=True)
     budget = fields.Nested(BudgetSchema)  # inline: created with the owner
+    budgets = fields.List(fields.Raw())  # the newer form: several budgets, as ids or inline objects
     rate_limit = fields.Nested(RateLimitSchema)
 
 
@@ -203,7 +204,7 @@ class Admin:
             for owner_kind in ("customers", "teams", "virtual_keys"):
                 for entity in self.store.list(owner_kind):
                     holders = [entity, *(entity.get("provider_configs") or ())]
-                    if any(h.get(field) == entity_id for h in holders):
+                    if any(h.get(field) == entity_id or entity_id in (h.get("budgets") or ()) for h in holders):
                         raise GatewayError(f"{SINGULAR[kind]} {entity_id} is used by {SINGULAR[owner_kind]} "
                                            f"{entity['id']}", 409, param="id")
         self.store.delete(kind, entity_id)
@@ -225,6 +226,19 @@ class Admin:
                     inline.setdefault("id", holder.get(f"{field}_id") or str(uuid.uuid4()))
                     holder[f"{field}_id"] = inline["id"]
                     changes.setdefault(kind, []).append(inline)
+            many = holder.get("budgets")
+            if many:
+                ids = []
+                for index, item in enumerate(many):
+                    if isinstance(item, dict):
+                        inline = load("budgets", item, where=f"budgets[{index}].")
+                        inline.setdefault("id", str(uuid.uuid4()))
+                        changes.setdefault("budgets", []).append(inline)
+                        item = inline["id"]
+                    if not isinstance(item, str):
+                        raise bad_request("budgets: each item is a budget id or a budget object", param=f"budgets[{index}]")
+                    ids.append(item)
+                holder["budgets"] = ids
         for index, pc in enumerate(data.get("provider_configs") or ()):
             pc.setdefault("id", f"{data['id']}-{index}")
         return changes
@@ -233,8 +247,9 @@ class Admin:
         new = {kind: {e["id"] for e in items} for kind, items in changes.items()}
         holders = [("", data)] + [(f"provider_configs[{i}].", pc) for i, pc in enumerate(data.get("provider_configs") or ())]
         for prefix, holder in holders:
-            for field, kind in REFERENCES.items():
-                ref = holder.get(field)
+            refs = [(field, kind, holder.get(field)) for field, kind in REFERENCES.items()]
+            refs += [(f"budgets[{i}]", "budgets", ref) for i, ref in enumerate(holder.get("budgets") or ())]
+            for field, kind, ref in refs:
                 if ref and ref not in new.get(kind, ()) and self.store.get(kind, ref) is None:
                     raise bad_request(f"{prefix}{field}: {SINGULAR[kind]} {ref} does not exist", param=prefix + field)
 

@@ -24,7 +24,9 @@ ADMIN = {"authorization": "Basic YWRtaW46Z292LXRlc3QtcGFzcw=="}  # admin:gov-tes
 def gateway_config(fake_url: str, governance: dict, **sections) -> dict:
     return {
         "providers": {"openai": {"keys": [{"name": "oa", "value": "sk-openai-1", "models": ["*"]}],
-                                 "network_config": {"base_url": fake_url, "default_request_timeout_in_seconds": 20}}},
+                                 "network_config": {"base_url": fake_url, "default_request_timeout_in_seconds": 20}},
+                      "groq": {"keys": [{"name": "gq", "value": "sk-groq", "models": ["*"]}],
+                               "network_config": {"base_url": fake_url}}},
         "auth_config": {"is_enabled": True, "admin_username": "admin", "admin_password": "gov-test-pass"},
         "governance": governance,
         **sections,
@@ -266,10 +268,13 @@ def test_provider_configs_route_a_bare_model_by_weight_and_filter_models(fake):
         status, body = post(url, "/v1/chat/completions", CHAT, {"x-bf-vk": "sk-bf-keys-test"})
         assert status == 403 and body["type"] == "key_blocked"
         status, models = get(url, "/v1/models", route)
-        assert status == 200 and [m["id"] for m in models["data"]] == ["openai/gpt-4o-mini"]
+        assert status == 200 and [m["id"] for m in models["data"]] == ["openai/gpt-4o-mini"]  # groq not listed
+        assert not any("sk-bf-" in str(seen.headers) for seen in fake.requests)  # never forwarded upstream
         everything = get(url, "/v1/models", ADMIN)[1]["data"]
-        assert len(everything) > 1 and len(get(url, "/v1/models", {"x-bf-vk": "sk-bf-spent-test"})[1]["data"]) == len(
-            everything)  # a config without allowed_models lists all of the provider's models
+        openai_models = [m["id"] for m in everything if m["id"].startswith("openai/")]
+        assert len(openai_models) > 1 and len(everything) > len(openai_models)
+        # a config without allowed_models lists all of its provider's models, and no other provider's
+        assert [m["id"] for m in get(url, "/v1/models", {"x-bf-vk": "sk-bf-spent-test"})[1]["data"]] == openai_models
 
 
 def test_streams_are_settled_when_they_end_and_when_the_client_leaves(fake):
@@ -299,3 +304,23 @@ def test_streams_are_settled_when_they_end_and_when_the_client_leaves(fake):
         while quota(gateway.url, "sk-bf-stream-test")["rate_limits"][0]["in_flight_reserved"] and time.monotonic() < deadline:
             time.sleep(0.1)
         assert quota(gateway.url, "sk-bf-stream-test")["rate_limits"][0]["in_flight_reserved"] == 0
+
+
+def test_a_provider_config_over_its_own_limit_hands_a_bare_model_to_the_next(fake):
+    governance = {
+        "rate_limits": [{"id": "rl-openai", "request_max_limit": 3, "request_reset_duration": "1m"}],
+        "virtual_keys": [{"id": "vk-spill", "name": "spill", "value": "sk-bf-spill-test",
+                          "provider_configs": [{"provider": "openai", "weight": 1, "rate_limit_id": "rl-openai"},
+                                               {"provider": "groq", "weight": 0}]}],
+    }
+    with GatewayProcess(gateway_config(fake.url, governance), workers=2) as gateway:
+        served = []
+        for _ in range(6):
+            status, body = post(gateway.url, "/v1/chat/completions", {**CHAT, "model": "gpt-4o-mini"},
+                                {"x-bf-vk": "sk-bf-spill-test"})
+            assert status == 200, body
+            served.append(body["extra_fields"]["provider"])
+        assert served == ["openai"] * 3 + ["groq"] * 3
+        # Named explicitly, the spent provider refuses with its own limit rather than moving.
+        status, body = post(gateway.url, "/v1/chat/completions", CHAT, {"x-bf-vk": "sk-bf-spill-test"})
+        assert status == 429 and body["type"] == "request_limited" and "provider config openai" in body["error"]["message"]

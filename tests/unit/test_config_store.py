@@ -65,3 +65,38 @@ def test_admin_password_is_stored_only_as_an_argon2_hash(store):
     auth.logout(environ)
     again.forget_sessions()  # what a version change does
     assert not again.session_valid(token)
+
+
+def test_the_reference_full_example_governance_section_loads(tmp_path):
+    """Section 3.8 of the reference: budget_id references, a team under a customer, provider_configs, mcp_configs."""
+    from app.governance import Snapshot
+    from app.governance_admin import validate_seed
+
+    section = {
+        "budgets": [{"id": "b-vk", "max_limit": 10.0, "reset_duration": "1M"},
+                    {"id": "b-team", "max_limit": 100.0, "reset_duration": "1M"}],
+        "rate_limits": [{"id": "rl-1", "token_max_limit": 100000, "token_reset_duration": "1h",
+                         "request_max_limit": 1000, "request_reset_duration": "1m"}],
+        "customers": [{"id": "cust-1", "name": "Acme"}],
+        "teams": [{"id": "team-1", "name": "ML", "customer_id": "cust-1", "budget_id": "b-team"}],
+        "virtual_keys": [{"id": "vk-test", "name": "test", "value": "sk-bf-test-key", "is_active": True, "team_id": "team-1",
+                          "budget_id": "b-vk", "rate_limit_id": "rl-1", "budgets": [{"id": "b-extra", "max_limit": 1,
+                                                                                     "reset_duration": "1d"}],
+                          "provider_configs": [{"provider": "openai", "weight": 0.5, "allowed_models": ["gpt-4o-mini"]},
+                                               {"provider": "anthropic", "weight": 0.5, "allowed_models": []}],
+                          "mcp_configs": [{"mcp_client_name": "fs", "tools_to_execute": ["*"]}]}],
+    }
+    validate_seed(section)
+    store = ConfigStore({"type": "sqlite", "config": {"path": str(tmp_path / "config.db")}})
+    store.seed(section)
+    vk = Snapshot(*store.load_all()).by_value["sk-bf-test-key"]
+    assert vk.team == ("team-1", "ML") and vk.customer == ("cust-1", "Acme")
+    assert [m.key for m in vk.meters] == ["rl:rl-1:requests", "rl:rl-1:tokens", "budget:b-vk", "budget:b-extra",
+                                          "budget:b-team"]
+    assert vk.attribution == {"virtual_key_id": "vk-test", "virtual_key_name": "test", "team_id": "team-1",
+                              "team_name": "ML", "customer_id": "cust-1", "customer_name": "Acme"}
+    assert vk.route("openai").allows("gpt-4o-mini") and not vk.route("openai").allows("gpt-4o")
+    assert vk.route("anthropic").allows("anything")
+    with pytest.raises(ValueError, match=r"governance.virtual_keys\[0\].budget_id"):
+        validate_seed({"virtual_keys": [{"name": "x", "value": "sk-bf-x", "budget_id": 5}]})
+    store.close()

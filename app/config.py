@@ -42,6 +42,7 @@ class Key:
     enabled: bool = True
     blacklisted_models: tuple[str, ...] = ()
     azure: AzureKeyConfig | None = None
+    id: str | None = None  # config.json's key id, if any (a virtual key's key_ids may name it)
 
     def allows(self, model: str) -> bool:
         if not self.enabled or model in self.blacklisted_models:
@@ -278,6 +279,7 @@ def _provider(name: str, spec: dict, source: str) -> ProviderConfig:
         keys.append(
             Key(
                 name=key.get("name") or key.get("id") or f"{name}-{index}",
+                id=key.get("id"),
                 value=key["value"],
                 models=tuple(key["models"]),
                 weight=key["weight"],

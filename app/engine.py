@@ -284,7 +284,7 @@ class Engine:
         if not keys and provider.config.keyless:
             return None
         if allowed is not None:
-            keys = tuple(key for key in keys if key.name in allowed)
+            keys = tuple(key for key in keys if key.name in allowed or key.id in allowed)
             if not keys:
                 raise GatewayError(f"no key of {provider.name} is allowed for this virtual key", 403,
                                    type="key_blocked", allow_fallbacks=False)

@@ -169,10 +169,17 @@ class Admin:
             generated = True
         changes = self._inline(data)
         self._check_references(data, changes)
+        if kind == "virtual_keys":
+            self._check_unique_value(data)
         changes.setdefault(kind, []).append(data)
         self.store.put_many(changes)
         self.gov.refresh(force=True)
         return self.present(kind, data, reveal=generated or kind == "virtual_keys")
+
+    def _check_unique_value(self, data: dict) -> None:
+        other = self.store.find_virtual_key(data["value"])
+        if other is not None and other["id"] != data["id"]:
+            raise GatewayError("another virtual key has this value", 409, param="value")
 
     def update(self, kind: str, entity_id: str, body: Any) -> dict:
         current = self._existing(kind, entity_id)
@@ -183,6 +190,8 @@ class Admin:
         data.update(id=entity_id, created_at=current.get("created_at"), updated_at=now_text())
         changes = self._inline(data)
         self._check_references(data, changes)
+        if kind == "virtual_keys":
+            self._check_unique_value(data)
         changes.setdefault(kind, []).append(data)
         self.store.put_many(changes)
         self.gov.refresh(force=True)

@@ -16,7 +16,7 @@ import orjson
 from app.governance import Admission, Governance, ProviderRoute, VirtualKey, ordered, refusal
 from app.plugins import Plugin
 from app.pricing import Pricing
-from app.schemas import Target
+from app.schemas import Target, missing_provider
 from app.stores.counters import AMOUNT, COUNT, NANO_USD, Meter, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -68,8 +68,8 @@ class GovernancePlugin(Plugin):
         call.state["governance"] = state = dict(vk.attribution)
         target = call.target
         candidates = self._candidates(vk, target)
-        if candidates is None:  # no provider given and none to route it to: the engine says so
-            candidates = [None]
+        if candidates is None:  # no provider given and no provider config to route it: nothing is counted
+            raise missing_provider(target.model)
         admitted, route = self._admit(call, vk, candidates)
         if admitted is not None:
             state["admission"] = admitted

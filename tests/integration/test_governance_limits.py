@@ -138,6 +138,12 @@ def test_api_errors_name_the_field(cluster):
     status, listed = get(url, "/api/governance/teams?limit=1&offset=0", ADMIN)
     assert status == 200 and listed["count"] == 1 and listed["limit"] == 1 and listed["total_count"] >= 1
     assert get(url, "/api/governance/teams?limit=x", ADMIN)[1]["error"]["param"] == "limit"
+    status, body = post(url, "/api/governance/virtual-keys", {"name": "dup", "value": "sk-bf-hundred-per-minute"}, ADMIN)
+    assert status == 409 and body["error"]["param"] == "value" and "sk-bf-hundred" not in str(body)
+    status, body = post(url, "/api/governance/budgets", {"id": "b-used", "max_limit": 1, "reset_duration": "1d"}, ADMIN)
+    assert status == 200 and body["budget"]["current_usage"] == 0 and body["budget"]["last_reset"] is None
+    post(url, "/api/governance/customers", {"name": "c", "budget_id": "b-used"}, ADMIN)
+    assert post(url, "/api/governance/budgets/b-used", None, ADMIN, method="DELETE")[0] == 409  # still referenced
 
 
 # -- one instance, the embedded store ---------------------------------------------------------------------

@@ -1,16 +1,20 @@
 """/api/governance: virtual keys, teams, customers, budgets and rate limits (app/governance_admin.py does the work)."""
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.blueprints.inference import read_json
-from app.errors import bad_request
+from app.errors import GatewayError, bad_request
 from app.gateway import current_context, current_engine
 from app.governance_admin import Admin
 from app.governance import refusal
-from app.responses import json_response
+from app.responses import error_response, json_response
 
 bp = Blueprint("governance", __name__, url_prefix="/api/governance")
+log = logging.getLogger("bifrost.governance")
 ROUTES = {"virtual-keys": "virtual_keys", "teams": "teams", "customers": "customers", "budgets": "budgets",
           "rate-limits": "rate_limits"}
 CREATED = {"virtual_keys": ("Virtual key created successfully", "virtual_key"),
@@ -91,3 +95,10 @@ def delete(route: str, entity_id: str):
 @bp.post("/virtual-keys/<entity_id>/rotate")
 def rotate(entity_id: str):
     return json_response({"message": "Virtual key rotated successfully", "virtual_key": admin().rotate(entity_id)})
+
+
+@bp.errorhandler(SQLAlchemyError)
+def store_down(exc: SQLAlchemyError):
+    log.error("config store: %s", type(exc).__name__)
+    return error_response(GatewayError("config store unavailable; try again shortly", 503,
+                                       type="config_store_unavailable", is_bifrost_error=True))

@@ -250,6 +250,13 @@ def parse_config(document: dict, *, source: str = "<dict>", environ: Mapping[str
         key, problem = _first_message(exc.messages)
         raise ConfigError(f"{source}: {key}: {problem}") from None
     providers = {name: _provider(name, spec, source) for name, spec in data["providers"].items()}
+    if data.get("governance"):
+        from app.governance_schemas import validate_seed  # marshmallow only: safe in gunicorn's master
+
+        try:
+            validate_seed(data["governance"])
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     client = data["client"]
     return GatewayConfig(
         providers=providers,

@@ -11,11 +11,11 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
 from app.config import app_dir
 from app.errors import GatewayError
+from app.governance_schemas import parse_time
 from app.stores.config_store import ConfigStore
 from app.stores.counters import AMOUNT, COUNT, NANO_USD, Counters, Meter, StoreUnavailable, Window, make_counters
 
@@ -71,18 +71,6 @@ class VirtualKey:
             if route.provider == provider:
                 return route
         return None
-
-
-def parse_time(value: Any) -> float | None:
-    """expires_at: RFC 3339 text or epoch seconds."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def rate_limit_meters(limit: Mapping[str, Any] | None, label: str) -> list[Meter]:
@@ -200,10 +188,7 @@ class Governance:
         self.clock = clock
         self.store = ConfigStore(raw.get("config_store"))
         self.counters: Counters = make_counters(raw.get("kv_store"), app_dir() / "counters.db")
-        from app.governance_admin import validate_seed
-
-        validate_seed(section)
-        self.store.seed(section)
+        self.store.seed(section)  # checked by app.config at load time
         self.snapshot = Snapshot(*self.store.load_all())
         self.on_change: list[Callable[[], None]] = []  # e.g. auth drops its cached sessions
         self._pending: deque[tuple[tuple[Meter, ...], tuple[int, ...], tuple[int, ...]]] = deque(maxlen=100_000)

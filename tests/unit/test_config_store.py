@@ -70,7 +70,7 @@ def test_admin_password_is_stored_only_as_an_argon2_hash(store):
 def test_the_reference_full_example_governance_section_loads(tmp_path):
     """Section 3.8 of the reference: budget_id references, a team under a customer, provider_configs, mcp_configs."""
     from app.governance import Snapshot
-    from app.governance_admin import validate_seed
+    from app.governance_schemas import validate_seed
 
     section = {
         "budgets": [{"id": "b-vk", "max_limit": 10.0, "reset_duration": "1M"},
@@ -100,3 +100,11 @@ def test_the_reference_full_example_governance_section_loads(tmp_path):
     with pytest.raises(ValueError, match=r"governance.virtual_keys\[0\].budget_id"):
         validate_seed({"virtual_keys": [{"name": "x", "value": "sk-bf-x", "budget_id": 5}]})
     store.close()
+
+
+def test_a_bad_governance_section_stops_start_up_with_one_line():
+    from app.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"^x.json: governance.rate_limits\[0\].request_reset_duration: not a reset"):
+        parse_config({"governance": {"rate_limits": [{"id": "r", "request_max_limit": 1,
+                                                      "request_reset_duration": "soon"}]}}, source="x.json")

@@ -154,11 +154,20 @@ class SqliteCounters(Counters):
             raise StoreUnavailable(f"sqlite counters: {exc}") from None
         try:
             result = work()
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreUnavailable(f"sqlite counters: {exc}") from None
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
-        self.db.execute("COMMIT")
         return result
+
+    def _rollback(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to roll back
 
     def _write(self, key: str, usage: int, reserved: int, start: float) -> None:
         self.db.execute(

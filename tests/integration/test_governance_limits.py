@@ -116,6 +116,14 @@ def test_live_changes_reach_every_worker_of_both_instances(cluster):
     assert post(b, f"/api/governance/virtual-keys/{vk['id']}", None, ADMIN, method="DELETE")[0] == 200
     assert get(a, f"/api/governance/virtual-keys/{vk['id']}", ADMIN)[0] == 404
 
+    # Admin sessions live in the shared config store: made on one instance, ended from the other.
+    status, login = post(a, "/api/session/login", {"username": "admin", "password": "gov-test-pass"})
+    session = {"authorization": f"Bearer {login['token']}"}
+    assert status == 200 and all(get(url, "/api/governance/teams", session)[0] == 200 for url in (b, a, b, a))
+    assert post(b, "/api/session/logout", {}, session)[0] == 200
+    time.sleep(1.0)
+    assert all(get(url, "/api/governance/teams", session)[0] == 401 for url in (a, b, a, b))
+
 
 def test_api_errors_name_the_field(cluster):
     url = cluster[0].url

@@ -49,8 +49,9 @@ def redis_prefix() -> Iterator[str]:
         client.close()
 
 
-def kv_store(prefix: str, port: int = REDIS_ADDR[1]) -> dict:
-    return {"type": "redis", "config": {"addr": f"127.0.0.1:{port}", "password": "", "db": 0, "key_prefix": prefix}}
+def kv_store(prefix: str, port: int = REDIS_ADDR[1], **extra) -> dict:
+    return {"type": "redis", "config": {"addr": f"127.0.0.1:{port}", "password": "", "db": 0, "key_prefix": prefix,
+                                        **extra}}
 
 
 class TcpProxy:

@@ -297,15 +297,18 @@ class RedisCounters(Counters):
 
         host, _, port = str(config.get("addr") or "127.0.0.1:6379").rpartition(":")
         self.prefix = str(config.get("key_prefix") or "bifrost:")
-        self.client = redis.Redis(
+        # A blocking pool: with more requests in flight than connections, a request waits for
+        # one (up to the timeout) instead of failing as if Redis were down.
+        pool = redis.BlockingConnectionPool(
             host=host or "127.0.0.1", port=int(port or 6379), db=int(config.get("db") or 0),
             username=config.get("username") or None, password=config.get("password") or None,
             socket_connect_timeout=float(config.get("connect_timeout", 0.5)),
             socket_timeout=float(config.get("timeout", 1.0)),
-            max_connections=int(config.get("pool_size", 100)),
+            max_connections=int(config.get("pool_size", 100)), timeout=float(config.get("timeout", 1.0)),
             # One immediate retry replaces a pooled connection that died; an outage fails fast.
             retry=Retry(NoBackoff(), 1),
         )
+        self.client = redis.Redis(connection_pool=pool)
         self._admit = self.client.register_script(ADMIT_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)
         self._errors = (redis.RedisError, OSError)

@@ -63,7 +63,8 @@ def probe_usage(fake, body: dict = CHAT) -> dict:
 def cluster(fake):
     with postgres_database() as config_store, redis_prefix() as prefix:
         config = gateway_config(fake.url, limited_key("vk-hundred", "sk-bf-hundred-per-minute", 100),
-                                config_store=config_store, kv_store=kv_store(prefix))
+                                # few connections per worker: requests queue for one rather than fail
+                                config_store=config_store, kv_store=kv_store(prefix, pool_size=4))
         instances = [GatewayProcess(config, workers=2), GatewayProcess(config, workers=2)]
         try:
             for instance in instances:

@@ -57,6 +57,8 @@ OTHER_CREDENTIALS = {
 }
 SURFACES = {
     "chat": ("POST", "/v1/chat/completions", {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+    "chat-stream": ("POST", "/v1/chat/completions", {"model": "openai/gpt-4o-mini", "stream": True,
+                                                     "messages": [{"role": "user", "content": "hi"}]}),
     "text": ("POST", "/v1/completions", {"model": "openai/gpt-3.5-turbo-instruct", "prompt": "Say hi"}),
     "models": ("GET", "/v1/models", None),
 }
@@ -120,6 +122,8 @@ def test_auth_matrix_cell(server, surface, credential):
     status, reply = post(gateway.url, path, body, headers_for(credential, token), method=method)
     want_status, want_type = expected(mode, credential)
     assert status == want_status, (mode, credential, surface, reply)
+    if status == 200 and surface == "chat-stream":
+        assert reply["raw"].rstrip().endswith("data: [DONE]")
     if want_type:
         assert reply["type"] == want_type and reply["is_bifrost_error"] is False and reply["status_code"] == status
     text = str(reply)

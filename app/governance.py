@@ -65,6 +65,11 @@ class VirtualKey:
     routes: tuple[ProviderRoute, ...]
     meters: tuple[Meter, ...]  # the key's own, its team's and its customer's
     attribution: Mapping[str, Any] = field(default_factory=dict)
+    chains: Mapping[str | None, tuple[Meter, ...]] = field(default_factory=dict)  # provider -> ordered meters
+
+    def chain(self, route: ProviderRoute | None) -> tuple[Meter, ...]:
+        """Every meter a request through ``route`` is admitted against, in the order they are checked."""
+        return self.chains[route.provider if route is not None else None]
 
     def route(self, provider: str) -> ProviderRoute | None:
         for route in self.routes:
@@ -163,6 +168,7 @@ class Snapshot:
             team=(team["id"], team.get("name") or "") if team else None,
             customer=(customer["id"], customer.get("name") or "") if customer else None,
             routes=tuple(routes), meters=tuple(meters), attribution=attribution,
+            chains={None: ordered(meters), **{r.provider: ordered(meters + list(r.meters)) for r in routes}},
         )
 
 

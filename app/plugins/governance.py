@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import orjson
 
-from app.governance import Admission, Governance, ProviderRoute, VirtualKey, ordered, refusal
+from app.governance import Admission, Governance, ProviderRoute, VirtualKey, refusal
 from app.plugins import Plugin
 from app.pricing import Pricing
 from app.schemas import Target, missing_provider
@@ -108,7 +108,7 @@ class GovernancePlugin(Plugin):
         """Admit against the first candidate whose chain has room; a key-wide refusal ends the search."""
         estimate_tokens = None
         for index, route in enumerate(candidates):
-            meters = ordered(vk.meters + (route.meters if route is not None else ()))
+            meters = vk.chain(route)
             if not meters:
                 return None, route
             if estimate_tokens is None and any(m.kind == AMOUNT for m in meters):

@@ -265,6 +265,8 @@ def test_provider_configs_route_a_bare_model_by_weight_and_filter_models(fake):
              "provider_configs": [{"provider": "openai", "budget_id": "b-spent"}]},
             {"id": "vk-keys", "name": "keys", "value": "sk-bf-keys-test",
              "provider_configs": [{"provider": "openai", "key_ids": ["not-a-configured-key"]}]},
+            {"id": "vk-old", "name": "old", "value": "sk-bf-expired-test", "expires_at": "2020-01-01T00:00:00Z"},
+            {"id": "vk-off", "name": "off", "value": "sk-bf-inactive-test", "is_active": False},
         ],
     }
     with GatewayProcess(gateway_config(fake.url, governance)) as gateway:
@@ -282,6 +284,12 @@ def test_provider_configs_route_a_bare_model_by_weight_and_filter_models(fake):
         assert status == 402 and body["type"] == "budget_exceeded"  # the only config is over its budget
         status, body = post(url, "/v1/chat/completions", CHAT, {"x-bf-vk": "sk-bf-keys-test"})
         assert status == 403 and body["type"] == "key_blocked"
+        status, body = post(url, "/v1/chat/completions", CHAT, {"x-bf-vk": "sk-bf-expired-test"})
+        assert status == 403 and body["type"] == "virtual_key_blocked" and "expired" in body["error"]["message"]
+        status, body = post(url, "/v1/chat/completions", CHAT, {"x-bf-vk": "sk-bf-inactive-test"})
+        assert status == 403 and body["type"] == "virtual_key_blocked" and "inactive" in body["error"]["message"]
+        status, body = post(url, "/v1/chat/completions", {**CHAT, "fallbacks": ["openai/gpt-4o"]}, route)
+        assert status == 200  # a fallback the key may not use is dropped, not tried
         status, models = get(url, "/v1/models", route)
         assert status == 200 and [m["id"] for m in models["data"]] == ["openai/gpt-4o-mini"]  # groq not listed
         assert not any("sk-bf-" in str(seen.headers) for seen in fake.requests)  # never forwarded upstream

@@ -66,6 +66,7 @@ class VirtualKey:
     meters: tuple[Meter, ...]  # the key's own, its team's and its customer's
     attribution: Mapping[str, Any] = field(default_factory=dict)
     chains: Mapping[str | None, tuple[Meter, ...]] = field(default_factory=dict)  # provider -> ordered meters
+    key_filter: Mapping[str, frozenset[str]] | None = None  # provider -> the key_ids its config allows
 
     def chain(self, route: ProviderRoute | None) -> tuple[Meter, ...]:
         """Every meter a request through ``route`` is admitted against, in the order they are checked."""
@@ -169,6 +170,7 @@ class Snapshot:
             customer=(customer["id"], customer.get("name") or "") if customer else None,
             routes=tuple(routes), meters=tuple(meters), attribution=attribution,
             chains={None: ordered(meters), **{r.provider: ordered(meters + list(r.meters)) for r in routes}},
+            key_filter={r.provider: r.key_ids for r in routes if r.key_ids is not None} or None,
         )
 
 

@@ -70,18 +70,18 @@ class GovernancePlugin(Plugin):
         candidates = self._candidates(vk, target)
         if candidates is None:  # no provider given and no provider config to route it: nothing is counted
             raise missing_provider(target.model)
-        admitted, route = self._admit(call, vk, candidates)
+        admitted, index = self._admit(call, vk, candidates)
+        route = candidates[index]
         if admitted is not None:
             state["admission"] = admitted
         if route is not None:
             state["provider_config"] = route.provider
             if not target.provider:
-                rest = [r for r in candidates if r is not None and r is not route]
+                # The configs before the pick were over their limits; those after it are the fallbacks.
                 call.target = Target(route.provider, target.model)
-                call.fallbacks = [Target(r.provider, target.model) for r in rest] + call.fallbacks
-            restricted = {r.provider: r.key_ids for r in candidates if r is not None and r.key_ids is not None}
-            if restricted:
-                call.ctx.key_filter = restricted
+                call.fallbacks = [Target(r.provider, target.model) for r in candidates[index + 1:]] + call.fallbacks
+        if vk.key_filter:
+            call.ctx.key_filter = vk.key_filter
         if vk.routes and not vk.allow_all_providers:
             call.fallbacks = [t for t in call.fallbacks if (r := vk.route(t.provider)) is not None and r.allows(t.model)]
 
@@ -104,13 +104,13 @@ class GovernancePlugin(Plugin):
             raise refusal("model_blocked", 403, f"Model '{model}' is not allowed for this virtual key")
         return weighted_order(routes)
 
-    def _admit(self, call: "Call", vk: VirtualKey, candidates: list) -> tuple[Admission | None, ProviderRoute | None]:
-        """Admit against the first candidate whose chain has room; a key-wide refusal ends the search."""
+    def _admit(self, call: "Call", vk: VirtualKey, candidates: list) -> tuple[Admission | None, int]:
+        """Admit against the first candidate whose chain has room (its index); a key-wide refusal ends the search."""
         estimate_tokens = None
         for index, route in enumerate(candidates):
             meters = vk.chain(route)
             if not meters:
-                return None, route
+                return None, index
             if estimate_tokens is None and any(m.kind == AMOUNT for m in meters):
                 estimate_tokens = self._estimate_tokens(call.body)
             reserves = self._reserves(meters, call, route, estimate_tokens or (0, 0))
@@ -120,9 +120,9 @@ class GovernancePlugin(Plugin):
                 error = self.service.unavailable(exc)
                 if error is not None:
                     raise error from None
-                return None, route  # on_store_error: allow
+                return None, index  # on_store_error: allow
             if refused < 0:
-                return Admission(meters, tuple(reserves), route), route
+                return Admission(meters, tuple(reserves), route), index
             meter = meters[refused]
             own = route is not None and meter in route.meters
             if own and index < len(candidates) - 1:

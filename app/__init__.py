@@ -48,6 +48,7 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     app.register_blueprint(mcp_routes.bp)
     app.register_blueprint(mcp_api.bp)
+    _install_governance(app, engine, config)
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)
@@ -55,6 +56,23 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     app.register_error_handler(Exception, handlers.unexpected_error)
     log.info("gateway ready: %d provider(s) from %s", len(config.providers), config.source)
     return app
+
+
+def _install_governance(app: "Flask", engine, config: "GatewayConfig") -> None:
+    """auth_config on every request (before routing), and the /api/session and /api/governance routes."""
+    from flask import request
+
+    from app.auth import Auth
+    from app.blueprints.api import governance, session
+    from app.middleware import CONTEXT_KEY
+
+    auth = Auth(config.raw or {}, engine.plugins.get("governance").service.store)
+    engine.plugins.get("governance").service.on_change.append(auth.forget_sessions)
+    app.extensions[session.AUTH] = auth
+    app.register_blueprint(session.bp)
+    app.register_blueprint(governance.bp)
+    if auth.enabled:
+        app.before_request(lambda: auth.check(request.environ, request.environ[CONTEXT_KEY].virtual_key))
 
 
 def shutdown() -> None:

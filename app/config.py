@@ -42,6 +42,7 @@ class Key:
     enabled: bool = True
     blacklisted_models: tuple[str, ...] = ()
     azure: AzureKeyConfig | None = None
+    id: str | None = None  # config.json's key id, if any (a virtual key's key_ids may name it)
 
     def allows(self, model: str) -> bool:
         if not self.enabled or model in self.blacklisted_models:
@@ -190,6 +191,7 @@ class ConfigSchema(_Strict):
     config_store = fields.Dict()
     logs_store = fields.Dict()
     vector_store = fields.Dict()
+    kv_store = fields.Dict()  # governance counters: {"type": "redis", "config": {...}} (app/stores/counters.py)
 
     @validates_schema
     def _check_providers(self, data: dict, **_: Any) -> None:
@@ -269,6 +271,14 @@ def parse_config(document: dict, *, source: str = "<dict>", environ: Mapping[str
         check_section(resolved.get("mcp"))
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+    if data.get("governance"):
+        from app.governance_schemas import validate_seed  # marshmallow only: safe in gunicorn's master
+
+        try:
+            validate_seed(data["governance"])
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     client = data["client"]
     return GatewayConfig(
         providers=providers,
@@ -298,6 +308,7 @@ def _provider(name: str, spec: dict, source: str) -> ProviderConfig:
         keys.append(
             Key(
                 name=key.get("name") or key.get("id") or f"{name}-{index}",
+                id=key.get("id"),
                 value=key["value"],
                 models=tuple(key["models"]),
                 weight=key["weight"],

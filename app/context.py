@@ -25,6 +25,32 @@ FORWARD_PREFIX = "x-bf-eh-"
 _ENVIRON_FORWARD_PREFIX = "HTTP_X_BF_EH_"
 
 
+VIRTUAL_KEY_PREFIX = "sk-bf-"
+_VK_HEADERS = ("HTTP_X_API_KEY", "HTTP_X_GOOG_API_KEY", "HTTP_API_KEY")
+
+
+def virtual_key_of(environ: dict) -> str | None:
+    """The virtual key a request carries, whichever SDK sent it (only sk-bf- values outside x-bf-vk)."""
+    value = environ.get("HTTP_X_BF_VK")
+    if value:
+        return value.strip()
+    auth = environ.get("HTTP_AUTHORIZATION")
+    if auth and auth[:7].lower() == "bearer ":
+        token = auth[7:].strip()
+        if token.startswith(VIRTUAL_KEY_PREFIX):
+            return token
+    for name in _VK_HEADERS:
+        value = environ.get(name)
+        if value and value.startswith(VIRTUAL_KEY_PREFIX):
+            return value.strip()
+    query = environ.get("QUERY_STRING")
+    if query and "key=sk-bf-" in query:  # Gemini's ?key= form
+        for part in query.split("&"):
+            if part.startswith("key=sk-bf-"):
+                return part[4:]
+    return None
+
+
 @dataclass
 class RequestContext:
     request_id: str
@@ -37,6 +63,8 @@ class RequestContext:
     native: tuple[str, dict] | None = None
     mcp_include_clients: str | None = None  # x-bf-mcp-include-clients (None: not sent)
     mcp_include_tools: str | None = None  # x-bf-mcp-include-tools
+    virtual_key: str | None = None  # governance: x-bf-vk, or an sk-bf- value in a credential header
+    key_filter: dict | None = None  # governance: provider -> names of the keys a virtual key may use
 
     @classmethod
     def from_environ(cls, environ: dict) -> "RequestContext":
@@ -56,6 +84,7 @@ class RequestContext:
             forward_headers=forward,
             mcp_include_clients=environ.get("HTTP_X_BF_MCP_INCLUDE_CLIENTS"),
             mcp_include_tools=environ.get("HTTP_X_BF_MCP_INCLUDE_TOOLS"),
+            virtual_key=virtual_key_of(environ),
         )
 
     def elapsed_ms(self) -> float:

@@ -30,7 +30,7 @@ from app.providers.base import Provider
 from app.providers.registry import build_provider
 from app.providers.catalog import BUILTIN_PROVIDERS
 from app.redaction import Redactor
-from app.schemas import Target
+from app.schemas import Target, missing_provider
 
 log = logging.getLogger("bifrost.engine")
 
@@ -233,6 +233,8 @@ class Engine:
             except GatewayError:
                 pass  # only a translated attempt needs it, and that attempt reports the error
         self.plugins.before(call)
+        if not call.target.provider:  # a bare model that no plugin (governance) routed
+            raise missing_provider(call.target.model)
 
     def _passage(self, provider: Provider, request_type: str, call: Call) -> Passage:
         """Pass-through or translation, for one target: the only place this is decided.
@@ -312,8 +314,9 @@ class Engine:
         rate_limited: set[str] = set()
         # Key pins name a key of the primary provider; fallbacks choose their own.
         pinned = ctx.pinned_key if index == 0 else None
+        allowed = ctx.key_filter.get(target.provider) if ctx.key_filter else None  # a virtual key's key_ids
         for retry in range(network.max_retries + 1):
-            key = self._key(provider, target.model, pinned, rate_limited)
+            key = self._key(provider, target.model, pinned, rate_limited, allowed)
             served = Served(target.provider, target.model, index, key.name if key else None, retry)
             record = Attempt(target.provider, target.model, index, retry, served.key_name, time.perf_counter())
             call.attempts.append(record)
@@ -344,10 +347,16 @@ class Engine:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     @staticmethod
-    def _key(provider: Provider, model: str, pinned: str | None, rate_limited: set[str]) -> Key | None:
+    def _key(provider: Provider, model: str, pinned: str | None, rate_limited: set[str],
+             allowed: frozenset[str] | None = None) -> Key | None:
         keys = provider.config.keys
         if not keys and provider.config.keyless:
             return None
+        if allowed is not None:
+            keys = tuple(key for key in keys if key.name in allowed or key.id in allowed)
+            if not keys:
+                raise GatewayError(f"no key of {provider.name} is allowed for this virtual key", 403,
+                                   type="key_blocked", allow_fallbacks=False)
         return select_key(keys, model, pinned=pinned, exclude=rate_limited)
 
     # -- model listing --------------------------------------------------------------------------
@@ -367,7 +376,7 @@ class Engine:
             if error is not None:
                 errors[name] = self.redactor.scrub(error)
                 log.warning("request %s: models of %s unavailable: %s", ctx.request_id, name, error.message)
-        return models, errors
+        return self.plugins.models(ctx, models), errors
 
     def _models_or_error(self, name: str, ctx: RequestContext) -> tuple[list[dict], GatewayError | None]:
         """One provider's models, or why not; never raises (a raising greenlet prints a traceback)."""

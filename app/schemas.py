@@ -116,21 +116,29 @@ def _same_kind(items: list) -> bool:
                for i in items)
 
 
+def missing_provider(value: str, param: str = "model") -> GatewayError:
+    return GatewayError(
+        f"provider is required in model field (format: provider/model), got {echo(value)!r}", 400,
+        error_type="invalid_request_error", code="missing_provider", param=param,
+    )
+
+
 def split_model(value: str, known_providers: frozenset[str], param: str = "model",
-                default_provider: str | None = None) -> Target:
+                default_provider: str | None = None, *, bare: bool = False) -> Target:
     """"provider/model" split on the first "/": openrouter/anthropic/claude keeps the rest.
 
-    The drop-in surfaces pass a ``default_provider``: a model without a known provider
-    prefix is then that provider's (``gpt-4o`` on /openai, ``meta-llama/x`` too).
+    ``bare`` lets a model without a provider through as Target("", model): a virtual key's
+    provider configs may route it (governance); the engine refuses it if none did. The drop-in
+    surfaces pass a ``default_provider``: a model without a known provider prefix is then that
+    provider's (``gpt-4o`` on /openai, ``meta-llama/x`` too).
     """
     provider, slash, model = value.partition("/")
     if default_provider is not None and (not slash or provider not in known_providers):
         return Target(default_provider, value)
     if not slash:
-        raise GatewayError(
-            f"provider is required in model field (format: provider/model), got {echo(value)!r}", 400,
-            error_type="invalid_request_error", code="missing_provider", param=param,
-        )
+        if bare:
+            return Target("", value)
+        raise missing_provider(value, param)
     if provider not in known_providers:
         raise GatewayError(
             f"Invalid provider: {echo(provider)}", 400, error_type="invalid_request_error", code="invalid_provider", param=param
@@ -200,7 +208,7 @@ def _well_typed(body: dict, *, chat: bool) -> bool:
 
 
 def _finish(data: dict, known_providers: frozenset[str], default_provider: str | None = None) -> ParsedRequest:
-    target = split_model(data.pop("model"), known_providers, default_provider=default_provider)
+    target = split_model(data.pop("model"), known_providers, default_provider=default_provider, bare=True)
     fallbacks = [_fallback(item, i, known_providers) for i, item in enumerate(data.pop("fallbacks"))]
     params = data.pop("params", None)
     data.pop("provider", None)

@@ -151,7 +151,36 @@ def default_targets() -> list:
          "routes": {"openai_surface": {"path": "/openai/v1/chat/completions", "model": "gpt-4o-mini"},
                     "anthropic": {"path": "/anthropic/v1/messages", "model": "claude-bench"},
                     "anthropic_translated": {"path": "/anthropic/v1/messages", "model": "openai/gpt-4o-mini"}}},
+        governed_target("bifrost_vk", "embedded SQLite counters", None),
+        governed_target("bifrost_vk_redis", "Redis counters on loopback",
+                        {"type": "redis", "config": {"addr": "127.0.0.1:6379", "key_prefix": "bifrost-bench:"}}),
     ]
+
+
+def governed_target(name: str, store: str, kv_store) -> dict:
+    """The gateway with a virtual key on every request (rate limit and budget checked and settled each time).
+
+    Compare its added p50 with bifrost's (--governance). The Redis variant keeps its counters under
+    bifrost-bench:* (a few keys, overwritten by every run)."""
+    governance = {
+        "budgets": [{"id": "bench-budget", "max_limit": 1e12, "reset_duration": "1M"}],
+        "rate_limits": [{"id": "bench-limit", "request_max_limit": 10**12, "request_reset_duration": "1M",
+                         "token_max_limit": 10**15, "token_reset_duration": "1M"}],
+        "virtual_keys": [{"id": "bench-vk", "name": "bench", "value": "sk-bf-bench-0000",
+                          "budget_id": "bench-budget", "rate_limit_id": "bench-limit"}],
+    }
+    config = {"providers": {"openai": {"keys": [{"name": "bench", "value": "sk-bench", "models": ["*"], "weight": 1}],
+                                       "network_config": {"base_url": "{mock_url}"}}},
+              "governance": governance}
+    if kv_store:
+        config["kv_store"] = kv_store
+    return {"name": name, "kind": "process", "description": f"the gateway, a virtual key on every request ({store})",
+            "cmd": ["{main_bin}/gunicorn", "-c", "{root}/gunicorn.conf.py", "wsgi:app",
+                    "--workers", "1", "--bind", "127.0.0.1:{port}"],
+            "cwd": "{root}", "env": {"BIFROST_CONFIG": "{config}", "BIFROST_APP_DIR": "{results}/app-" + name},
+            "config": config, "auth": "Bearer sk-bf-bench-0000",
+            "base_url": "http://127.0.0.1:{port}", "path": "/v1/chat/completions", "model": "openai/gpt-4o-mini",
+            "health": "/health"}
 
 
 def subst(obj, values: dict):
@@ -1125,6 +1154,8 @@ def main(argv=None):
                     help="comma list of: " + ", ".join(s.name for s in SCENARIOS))
     ap.add_argument("--targets", default=None, help="comma list of target names (default direct,floor,bifrost; "
                                                     "with --soak: bifrost)")
+    ap.add_argument("--governance", action="store_true",
+                    help="also measure bifrost_vk and bifrost_vk_redis: a virtual key on every request")
     ap.add_argument("--targets-file", help="JSON list of extra target specs (see bench/targets.example.json)")
     ap.add_argument("--soak", action="store_true", help="run only the soak test (make bench-soak)")
     ap.add_argument("--soak-duration", type=float, default=600.0, help="seconds (default 600)")
@@ -1172,7 +1203,8 @@ def main(argv=None):
         ap.error("unknown scenario(s): %s" % ", ".join(unknown))
     scenarios = [s for s in SCENARIOS if s.name in wanted_s]
     specs = load_target_specs(args)
-    wanted_t = [x.strip() for x in (args.targets or ("bifrost" if args.soak else "direct,floor,bifrost")).split(",")
+    default_names = "bifrost" if args.soak else "direct,floor,bifrost" + (",bifrost_vk,bifrost_vk_redis" if args.governance else "")
+    wanted_t = [x.strip() for x in (args.targets or default_names).split(",")
                 if x.strip()]
     unknown = [x for x in wanted_t if x not in {s["name"] for s in specs}]
     if unknown:

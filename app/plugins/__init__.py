@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     from app.call import Attempt, Call
     from app.config import GatewayConfig
+    from app.context import RequestContext
 
 log = logging.getLogger("bifrost.plugins")
 
@@ -40,6 +41,10 @@ class Plugin:
         None to let the reply go to the client. Only chat requests get here (app/turns.py).
         """
         return None
+
+    def models(self, ctx: "RequestContext", models: list[dict]) -> list[dict]:
+        """/v1/models: filter the listed models (e.g. to a virtual key's). Raise GatewayError to refuse."""
+        return models
 
     def close(self) -> None:
         """The worker is stopping: flush what is buffered."""
@@ -90,6 +95,16 @@ class Plugins:
             step = plugin.follow_up(call, message)  # a GatewayError here is the client's answer
             if step is not None:
                 return step
+
+    def models(self, ctx: "RequestContext", models: list[dict]) -> list[dict]:
+        for plugin in self.plugins:
+            models = plugin.models(ctx, models)
+        return models
+
+    def get(self, name: str) -> Plugin | None:
+        for plugin in self.plugins:
+            if plugin.name == name:
+                return plugin
         return None
 
     def close(self) -> None:
@@ -102,8 +117,9 @@ class Plugins:
 
 def build_plugins(config: "GatewayConfig") -> Plugins:
     """The built-in plugins, in hook order. Each concern adds its one line here."""
+    from app.plugins.governance import GovernancePlugin
     from app.plugins.mcp import MCPPlugin
 
-    plugins: list[Plugin] = []
+    plugins: list[Plugin] = [GovernancePlugin(config)]
     plugins.append(MCPPlugin(config))
     return Plugins(plugins)

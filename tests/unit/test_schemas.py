@@ -33,9 +33,18 @@ def test_model_splits_on_first_slash_only():
     assert split_model("my-openai/llama", KNOWN) == Target("my-openai", "llama")
 
 
+def test_bare_model_is_left_for_a_virtual_key_to_route():
+    # The engine refuses it with missing_provider when no plugin routed it (tests/integration).
+    parsed = parse_chat({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, KNOWN)
+    assert parsed.target == Target("", "gpt-4o")
+    with pytest.raises(GatewayError) as raised:
+        split_model("gpt-4o", KNOWN)
+    assert raised.value.code == "missing_provider"
+
+
 @pytest.mark.parametrize(
     "model, code",
-    [("gpt-4o", "missing_provider"), ("nonexistent/x", "invalid_provider")],
+    [("nonexistent/x", "invalid_provider")],
 )
 def test_bad_model_strings(model, code):
     with pytest.raises(GatewayError) as raised:

@@ -1,0 +1,313 @@
+"""Governance state of one worker: the snapshot of virtual keys it enforces, and the counters.
+
+The hot path reads an immutable in-memory snapshot built from the config store; a
+greenlet polls the store's version number and rebuilds the snapshot when another
+worker or instance changed something. Limits are counters in the counter store
+(app/stores/counters.py), admitted before a call and settled after it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from app.config import app_dir
+from app.errors import GatewayError
+from app.governance_schemas import parse_time
+from app.stores.config_store import ConfigStore
+from app.stores.counters import AMOUNT, COUNT, NANO_USD, Counters, Meter, StoreUnavailable, Window, make_counters
+
+log = logging.getLogger("bifrost.governance")
+
+POLL_SECONDS = 0.25
+OUTAGE_LOG_EVERY = 60.0
+RETRY_AFTER = 1.0  # seconds an unreachable counter store is not asked again
+
+
+def refusal(decision: str, status: int, message: str) -> GatewayError:
+    """A governance decision as the reference sends it: top-level type, no fallback."""
+    return GatewayError(message, status, type=decision, is_bifrost_error=False, allow_fallbacks=False)
+
+
+# -- the snapshot: entities resolved into what a request needs ------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderRoute:
+    """One provider config of a virtual key."""
+
+    id: str
+    provider: str
+    weight: float
+    allowed_models: frozenset[str] | None  # None: every model
+    blacklisted_models: frozenset[str]
+    key_ids: frozenset[str] | None  # None: every key of the provider
+    meters: tuple[Meter, ...]
+
+    def allows(self, model: str) -> bool:
+        if model in self.blacklisted_models:
+            return False
+        return self.allowed_models is None or model in self.allowed_models
+
+
+@dataclass(frozen=True)
+class VirtualKey:
+    id: str
+    name: str
+    value: str
+    is_active: bool
+    expires_at: float | None
+    allow_all_providers: bool
+    team: tuple[str, str] | None  # (id, name)
+    customer: tuple[str, str] | None
+    routes: tuple[ProviderRoute, ...]
+    meters: tuple[Meter, ...]  # the key's own, its team's and its customer's
+    attribution: Mapping[str, Any] = field(default_factory=dict)
+    chains: Mapping[str | None, tuple[Meter, ...]] = field(default_factory=dict)  # provider -> ordered meters
+    key_filter: Mapping[str, frozenset[str]] | None = None  # provider -> the key_ids its config allows
+
+    def chain(self, route: ProviderRoute | None) -> tuple[Meter, ...]:
+        """Every meter a request through ``route`` is admitted against, in the order they are checked."""
+        return self.chains[route.provider if route is not None else None]
+
+    def route(self, provider: str) -> ProviderRoute | None:
+        for route in self.routes:
+            if route.provider == provider:
+                return route
+        return None
+
+
+def rate_limit_meters(limit: Mapping[str, Any] | None, label: str) -> list[Meter]:
+    if not limit:
+        return []
+    meters = []
+    aligned = bool(limit.get("calendar_aligned"))
+    if limit.get("request_max_limit") is not None:
+        meters.append(Meter(f"rl:{limit['id']}:requests", COUNT, int(limit["request_max_limit"]),
+                            Window.parse(limit.get("request_reset_duration") or "1m", aligned),
+                            "request_limited", f"{label} request limit"))
+    if limit.get("token_max_limit") is not None:
+        meters.append(Meter(f"rl:{limit['id']}:tokens", AMOUNT, int(limit["token_max_limit"]),
+                            Window.parse(limit.get("token_reset_duration") or "1m", aligned),
+                            "token_limited", f"{label} token limit"))
+    return meters
+
+
+def budget_meters(budget: Mapping[str, Any] | None, label: str) -> list[Meter]:
+    if not budget:
+        return []
+    return [Meter(f"budget:{budget['id']}", AMOUNT, round(float(budget["max_limit"]) * NANO_USD),
+                  Window.parse(budget.get("reset_duration") or "1M", bool(budget.get("calendar_aligned"))),
+                  "budget_exceeded", f"{label} budget")]
+
+
+_ORDER = {"request_limited": 0, "token_limited": 1, "budget_exceeded": 2}
+
+
+def ordered(meters: Sequence[Meter]) -> tuple[Meter, ...]:
+    """Request limits first, then token limits, then budgets: the reference's order of checks."""
+    return tuple(sorted(meters, key=lambda m: _ORDER[m.decision]))
+
+
+class Snapshot:
+    def __init__(self, version: int, entities: Mapping[str, list[dict]]) -> None:
+        self.version = version
+        self.entities = {kind: {e["id"]: e for e in items} for kind, items in entities.items()}
+        self.by_value: dict[str, VirtualKey] = {}
+        for vk in self.entities.get("virtual_keys", {}).values():
+            try:
+                self.by_value[vk["value"]] = self._resolve(vk)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.error("virtual key %s is unusable and refused: %s", vk.get("id"), exc)
+
+    def _get(self, kind: str, entity_id: Any) -> dict | None:
+        return self.entities.get(kind, {}).get(entity_id) if entity_id else None
+
+    def _budgets(self, holder: Mapping[str, Any], label: str) -> list[Meter]:
+        """budget_id, and the newer budgets[] (ids, or inline objects from config.json)."""
+        meters = budget_meters(self._get("budgets", holder.get("budget_id")), label)
+        for item in holder.get("budgets") or ():
+            budget = item if isinstance(item, dict) else self._get("budgets", item)
+            if budget and budget.get("id") != holder.get("budget_id"):
+                meters += budget_meters(budget, label)
+        return meters
+
+    def _resolve(self, vk: dict) -> VirtualKey:
+        team = self._get("teams", vk.get("team_id"))
+        customer = self._get("customers", vk.get("customer_id") or (team or {}).get("customer_id"))
+        meters = rate_limit_meters(self._get("rate_limits", vk.get("rate_limit_id")), "virtual key")
+        meters += self._budgets(vk, "virtual key")
+        for owner, label in ((team, "team"), (customer, "customer")):
+            if owner:
+                meters += rate_limit_meters(self._get("rate_limits", owner.get("rate_limit_id")), label)
+                meters += self._budgets(owner, label)
+        routes = []
+        for index, pc in enumerate(vk.get("provider_configs") or ()):
+            allowed = pc.get("allowed_models") or []
+            keys = pc.get("key_ids") or []
+            label = f"provider config {pc['provider']}"
+            routes.append(ProviderRoute(
+                id=str(pc.get("id") or index), provider=pc["provider"], weight=float(pc.get("weight", 1.0) or 0.0),
+                allowed_models=None if not allowed or "*" in allowed else frozenset(allowed),
+                blacklisted_models=frozenset(pc.get("blacklisted_models") or ()),
+                key_ids=frozenset(keys) if keys else None,
+                meters=tuple(rate_limit_meters(self._get("rate_limits", pc.get("rate_limit_id")), label)
+                             + self._budgets(pc, label)),
+            ))
+        attribution = {"virtual_key_id": vk["id"], "virtual_key_name": vk.get("name") or ""}
+        if vk.get("disable_content_logging"):
+            attribution["disable_content_logging"] = True
+        if team:
+            attribution.update(team_id=team["id"], team_name=team.get("name") or "")
+        if customer:
+            attribution.update(customer_id=customer["id"], customer_name=customer.get("name") or "")
+        return VirtualKey(
+            id=vk["id"], name=vk.get("name") or "", value=vk["value"], is_active=vk.get("is_active", True) is not False,
+            expires_at=parse_time(vk.get("expires_at")), allow_all_providers=bool(vk.get("allow_all_providers")),
+            team=(team["id"], team.get("name") or "") if team else None,
+            customer=(customer["id"], customer.get("name") or "") if customer else None,
+            routes=tuple(routes), meters=tuple(meters), attribution=attribution,
+            chains={None: ordered(meters), **{r.provider: ordered(meters + list(r.meters)) for r in routes}},
+            key_filter={r.provider: r.key_ids for r in routes if r.key_ids is not None} or None,
+        )
+
+
+# -- the worker's governance service ------------------------------------------------------------------
+
+
+@dataclass
+class Admission:
+    """What one request holds in the counters until it is settled."""
+
+    meters: tuple[Meter, ...]
+    reserves: tuple[int, ...]
+    route: ProviderRoute | None = None  # the provider config it was admitted through
+
+
+class Governance:
+    def __init__(self, config: Any, *, clock: Callable[[], float] = time.time, poll: bool = True) -> None:
+        raw = config.raw or {}
+        section = raw.get("governance") or {}
+        client = raw.get("client") or {}
+        self.enforce = bool(client.get("enforce_auth_on_inference") or client.get("enforce_governance_header"))
+        self.on_store_error = str(section.get("on_store_error") or "deny")
+        self.clock = clock
+        self.store = ConfigStore(raw.get("config_store"))
+        self.counters: Counters = make_counters(raw.get("kv_store"), app_dir() / "counters.db")
+        self.store.seed(section)  # checked by app.config at load time
+        self.snapshot = Snapshot(*self.store.load_all())
+        self.on_change: list[Callable[[], None]] = []  # e.g. auth drops its cached sessions
+        self._pending: deque[tuple[tuple[Meter, ...], tuple[int, ...], tuple[int, ...]]] = deque(maxlen=100_000)
+        self._outage_logged = 0.0
+        self._down_until = 0.0
+        self._poller = None
+        if poll:
+            import gevent
+
+            self._poller = gevent.spawn(self._poll)
+
+    # -- snapshot ---------------------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> bool:
+        """Rebuild the snapshot if the store moved on; True when it did."""
+        if not force and self.store.version() == self.snapshot.version:
+            return False
+        self.snapshot = Snapshot(*self.store.load_all())
+        for callback in self.on_change:
+            callback()
+        return True
+
+    def _poll(self) -> None:
+        import gevent
+
+        while True:
+            gevent.sleep(POLL_SECONDS)
+            try:
+                self.refresh()
+                self._retry_pending()
+            except Exception as exc:  # the store is down: keep the last snapshot
+                self._outage(f"config store poll failed: {type(exc).__name__}")
+
+    def lookup(self, value: str) -> VirtualKey | None:
+        found = self.snapshot.by_value.get(value)
+        if found is None:
+            # Created a moment ago on another worker? One version query tells.
+            try:
+                if self.refresh():
+                    found = self.snapshot.by_value.get(value)
+            except Exception as exc:
+                self._outage(f"config store unreachable: {type(exc).__name__}")
+        return found
+
+    def authenticate(self, value: str) -> VirtualKey:
+        """The virtual key a request presents, or the refusal: not found, inactive, expired."""
+        vk = self.lookup(value)
+        if vk is None:
+            raise refusal("virtual_key_not_found", 403, "Invalid virtual key")
+        if not vk.is_active:
+            raise refusal("virtual_key_blocked", 403, "virtual key is inactive")
+        if vk.expires_at is not None and self.clock() >= vk.expires_at:
+            raise refusal("virtual_key_blocked", 403, "virtual key has expired")
+        return vk
+
+    # -- counters ---------------------------------------------------------------------------------
+
+    def _outage(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._outage_logged >= OUTAGE_LOG_EVERY:
+            self._outage_logged = now
+            log.error("governance: %s (logged once a minute while it lasts)", message)
+
+    def unavailable(self, exc: Exception) -> GatewayError | None:
+        """The store is down: the refusal to send, or None when admitting anyway (on_store_error: allow)."""
+        self._outage(str(exc))
+        if self.on_store_error == "allow":
+            return None
+        return refusal("governance_store_unavailable", 503, "governance store unavailable; try again shortly")
+
+    def admit(self, meters: Sequence[Meter], reserves: Sequence[int]) -> int:
+        """-1 admitted, else the index of the refusing meter. Raises StoreUnavailable."""
+        if not meters:
+            return -1
+        if self._down_until and time.monotonic() < self._down_until:
+            raise StoreUnavailable("counter store unreachable (retrying within a second)")
+        try:
+            return self.counters.admit(meters, reserves, self.clock())
+        except StoreUnavailable:
+            # Requests fail fast for a second instead of each waiting for a connect timeout.
+            self._down_until = time.monotonic() + RETRY_AFTER
+            raise
+
+    def settle(self, meters: Sequence[Meter], releases: Sequence[int], adds: Sequence[int]) -> None:
+        if not meters:
+            return
+        try:
+            self.counters.settle(meters, releases, adds, self.clock())
+        except StoreUnavailable as exc:
+            # Kept and retried by the poller, so no usage is lost to an outage.
+            self._outage(str(exc))
+            self._pending.append((tuple(meters), tuple(releases), tuple(adds)))
+
+    def _retry_pending(self) -> None:
+        while self._pending:
+            meters, releases, adds = self._pending[0]
+            self.counters.settle(meters, releases, adds, self.clock())  # raises while still down
+            self._pending.popleft()
+
+    def flush(self) -> None:
+        try:
+            self._retry_pending()
+        except StoreUnavailable as exc:
+            log.error("governance: %d settlement(s) could not be written at shutdown: %s", len(self._pending), exc)
+
+    def usage(self, meters: Sequence[Meter]) -> list:
+        return self.counters.read(meters, self.clock())
+
+    def close(self) -> None:
+        if self._poller is not None:
+            self._poller.kill(block=False)
+        self.flush()
+        self.counters.close()
+        self.store.close()

@@ -1,0 +1,382 @@
+"""Usage counters that enforce rate limits and budgets, exact across workers and instances.
+
+Each counter is (usage, reserved, window start) under one key. ``admit`` checks a whole
+chain of counters and changes them only if every one passes, in one atomic step: a SQLite
+``BEGIN IMMEDIATE`` transaction (the workers of one instance, nothing to install) or a Lua
+script in Redis (every instance). Amounts are integers (requests, tokens, nano-USD), so
+sums are exact and Lua's doubles never round them.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+log = logging.getLogger("bifrost.governance")
+
+COUNT = 0  # a request counter: admitted while usage < limit; admission adds 1
+AMOUNT = 1  # tokens or cost: admitted while usage + reserved < limit; admission reserves an estimate
+
+NANO_USD = 1_000_000_000  # budgets are counted in nano-dollars
+
+# Rolling windows of months, quarters and years are 30, 90 and 365 days long;
+# calendar-aligned ones follow the real UTC calendar.
+DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "Q": 90 * 86400, "Y": 365 * 86400}
+
+
+class StoreUnavailable(Exception):
+    """The counter store cannot be reached; the message never carries a secret."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A reset duration such as "1m" or "1M", rolling from the last reset or aligned to the UTC calendar."""
+
+    text: str
+    seconds: int
+    unit: str
+    count: int
+    calendar_aligned: bool = False
+
+    @classmethod
+    def parse(cls, text: str, calendar_aligned: bool = False) -> "Window":
+        if not isinstance(text, str) or len(text) < 2 or text[-1] not in DURATIONS or not text[:-1].isdigit():
+            raise ValueError(f"not a reset duration: {text!r} (e.g. 30s, 1m, 5m, 1h, 1d, 1w, 1M, 1Q, 1Y)")
+        count = int(text[:-1])
+        if count < 1:
+            raise ValueError(f"not a reset duration: {text!r}")
+        return cls(text, count * DURATIONS[text[-1]], text[-1], count, calendar_aligned)
+
+    def aligned_start(self, now: float) -> int:
+        """The start of the calendar period holding ``now`` (UTC), or -1 for a rolling window."""
+        if not self.calendar_aligned:
+            return -1
+        moment = datetime.fromtimestamp(now, timezone.utc)
+        if self.unit in "smhd":
+            return int(now // self.seconds * self.seconds)
+        if self.unit == "w":  # weeks start on Monday
+            day = int(now // 86400 * 86400)
+            return day - moment.weekday() * 86400
+        months = {"M": 1, "Q": 3, "Y": 12}[self.unit] * self.count
+        index = (moment.year * 12 + moment.month - 1) // months * months
+        return int(datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc).timestamp())
+
+
+@dataclass(frozen=True)
+class Meter:
+    """One limit to check: a counter key, its limit in integer units, and its window."""
+
+    key: str
+    kind: int  # COUNT or AMOUNT
+    limit: int
+    window: Window
+    decision: str  # the error type when it refuses: request_limited, token_limited, budget_exceeded
+    label: str  # for the message: "virtual key budget", "team budget", ...
+
+
+@dataclass(frozen=True)
+class Reading:
+    usage: int
+    reserved: int
+    start: float  # the window's start (epoch seconds), 0 when never used
+
+
+def _window_args(meters: Sequence[Meter], now: float) -> list:
+    return [value for meter in meters for value in (meter.window.seconds, meter.window.aligned_start(now))]
+
+
+class Counters:
+    """The interface both stores implement."""
+
+    kind = "none"
+
+    def admit(self, meters: Sequence[Meter], reserves: Sequence[int], now: float) -> int:
+        """Admit atomically: -1 when every meter passes (and is charged), else the index of the first that refuses."""
+        raise NotImplementedError
+
+    def settle(self, meters: Sequence[Meter], releases: Sequence[int], adds: Sequence[int], now: float) -> None:
+        """After the call: give back each reservation and add the real usage (to the current window)."""
+        raise NotImplementedError
+
+    def read(self, meters: Sequence[Meter], now: float) -> list[Reading]:
+        raise NotImplementedError
+
+    def reset(self, keys: Sequence[str]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _roll(usage: int, start: float, window_seconds: int, aligned: int, now: float) -> tuple[int, float]:
+    """The counter as the current window sees it: a new window starts at zero."""
+    if aligned >= 0:
+        return (usage, start) if start == aligned else (0, float(aligned))
+    if start <= 0 or now >= start + window_seconds:
+        return 0, now
+    return usage, start
+
+
+class SqliteCounters(Counters):
+    """Counters in a SQLite file shared by the workers of one instance.
+
+    ``BEGIN IMMEDIATE`` takes the write lock before reading, so a check and its
+    increment are one step for every worker. The calls do not yield to other
+    greenlets, so a worker's single connection never interleaves two transactions.
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, usage INTEGER NOT NULL, "
+            "reserved INTEGER NOT NULL, start REAL NOT NULL)"
+        )
+
+    def _rows(self, keys: Sequence[str]) -> dict[str, tuple[int, int, float]]:
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(f"SELECT key, usage, reserved, start FROM counters WHERE key IN ({marks})", tuple(keys))
+        return {key: (usage, reserved, start) for key, usage, reserved, start in rows}
+
+    def _transaction(self, work):
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite counters: {exc}") from None
+        try:
+            result = work()
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreUnavailable(f"sqlite counters: {exc}") from None
+        except BaseException:
+            self._rollback()
+            raise
+        return result
+
+    def _rollback(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to roll back
+
+    def _write(self, key: str, usage: int, reserved: int, start: float) -> None:
+        self.db.execute(
+            "INSERT INTO counters (key, usage, reserved, start) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE "
+            "SET usage = excluded.usage, reserved = excluded.reserved, start = excluded.start",
+            (key, usage, reserved, start),
+        )
+
+    def admit(self, meters: Sequence[Meter], reserves: Sequence[int], now: float) -> int:
+        def work() -> int:
+            rows = self._rows([m.key for m in meters])
+            rolled = []
+            for index, meter in enumerate(meters):
+                usage, reserved, start = rows.get(meter.key, (0, 0, 0.0))
+                usage, start = _roll(usage, start, meter.window.seconds, meter.window.aligned_start(now), now)
+                held = usage if meter.kind == COUNT else usage + reserved
+                if held >= meter.limit:
+                    return index
+                rolled.append((usage, reserved, start))
+            for meter, reserve, (usage, reserved, start) in zip(meters, reserves, rolled):
+                if meter.kind == COUNT:
+                    usage += 1
+                else:
+                    reserved += reserve
+                self._write(meter.key, usage, reserved, start)
+            return -1
+
+        return self._transaction(work)
+
+    def settle(self, meters: Sequence[Meter], releases: Sequence[int], adds: Sequence[int], now: float) -> None:
+        def work() -> None:
+            rows = self._rows([m.key for m in meters])
+            for meter, release, add in zip(meters, releases, adds):
+                usage, reserved, start = rows.get(meter.key, (0, 0, 0.0))
+                usage, start = _roll(usage, start, meter.window.seconds, meter.window.aligned_start(now), now)
+                self._write(meter.key, usage + add, max(0, reserved - release), start)
+
+        self._transaction(work)
+
+    def read(self, meters: Sequence[Meter], now: float) -> list[Reading]:
+        try:
+            rows = self._rows([m.key for m in meters])
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite counters: {exc}") from None
+        readings = []
+        for meter in meters:
+            row = rows.get(meter.key)
+            if row is None:
+                readings.append(Reading(0, 0, 0.0))
+                continue
+            usage, start = _roll(row[0], row[2], meter.window.seconds, meter.window.aligned_start(now), now)
+            readings.append(Reading(usage, row[1], start))
+        return readings
+
+    def reset(self, keys: Sequence[str]) -> None:
+        marks = ",".join("?" * len(keys))
+        self._transaction(lambda: self.db.execute(f"UPDATE counters SET usage = 0, start = 0 WHERE key IN ({marks})",
+                                                  tuple(keys)))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# KEYS: counter hashes. ARGV: now, then per key: kind, limit, window seconds, aligned start, reserve.
+# Returns 0 when admitted, else the 1-based index of the first counter that refuses.
+_ROLL_LUA = """
+local function roll(usage, start, seconds, aligned, now)
+  if aligned >= 0 then
+    if start == aligned then return usage, start end
+    return 0, aligned
+  end
+  if start <= 0 or now >= start + seconds then return 0, now end
+  return usage, start
+end
+local function get(key)
+  local v = redis.call('HMGET', key, 'u', 'r', 's')
+  return tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
+end
+local function put(key, u, r, s)
+  redis.call('HSET', key, 'u', string.format('%.0f', u), 'r', string.format('%.0f', r), 's', string.format('%.6f', s))
+end
+"""
+ADMIT_LUA = _ROLL_LUA + """
+local now = tonumber(ARGV[1])
+local rows = {}
+for i, key in ipairs(KEYS) do
+  local b = 1 + (i - 1) * 5
+  local kind, limit = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  local u, r, s = get(key)
+  u, s = roll(u, s, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), now)
+  local held = u
+  if kind == 1 then held = u + r end
+  if held >= limit then return i end
+  rows[i] = {u, r, s, kind, tonumber(ARGV[b + 5])}
+end
+for i, key in ipairs(KEYS) do
+  local row = rows[i]
+  if row[4] == 0 then row[1] = row[1] + 1 else row[2] = row[2] + row[5] end
+  put(key, row[1], row[2], row[3])
+end
+return 0
+"""
+# ARGV: now, then per key: window seconds, aligned start, release, add.
+SETTLE_LUA = _ROLL_LUA + """
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local b = 1 + (i - 1) * 4
+  local u, r, s = get(key)
+  u, s = roll(u, s, tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), now)
+  r = r - tonumber(ARGV[b + 3])
+  if r < 0 then r = 0 end
+  put(key, u + tonumber(ARGV[b + 4]), r, s)
+end
+return 0
+"""
+
+
+class RedisCounters(Counters):
+    """Counters in Redis, shared by every instance; each admit or settle is one Lua script call."""
+
+    kind = "redis"
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        host, _, port = str(config.get("addr") or "127.0.0.1:6379").rpartition(":")
+        self.prefix = str(config.get("key_prefix") or "bifrost:")
+        # A blocking pool: with more requests in flight than connections, a request waits for
+        # one (up to the timeout) instead of failing as if Redis were down.
+        pool = redis.BlockingConnectionPool(
+            host=host or "127.0.0.1", port=int(port or 6379), db=int(config.get("db") or 0),
+            username=config.get("username") or None, password=config.get("password") or None,
+            socket_connect_timeout=float(config.get("connect_timeout", 0.5)),
+            socket_timeout=float(config.get("timeout", 1.0)),
+            max_connections=int(config.get("pool_size", 100)), timeout=float(config.get("timeout", 1.0)),
+            # One immediate retry replaces a pooled connection that died; an outage fails fast.
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.client = redis.Redis(connection_pool=pool)
+        self._admit = self.client.register_script(ADMIT_LUA)
+        self._settle = self.client.register_script(SETTLE_LUA)
+        self._errors = (redis.RedisError, OSError)
+
+    def _keys(self, meters: Sequence[Meter]) -> list[str]:
+        return [self.prefix + m.key for m in meters]
+
+    def _call(self, script, keys, args):
+        try:
+            return script(keys=keys, args=args)
+        except self._errors as exc:
+            raise StoreUnavailable(f"redis counters: {type(exc).__name__}") from None
+
+    def admit(self, meters: Sequence[Meter], reserves: Sequence[int], now: float) -> int:
+        args: list = [repr(now)]
+        for meter, reserve in zip(meters, reserves):
+            args += [meter.kind, meter.limit, meter.window.seconds, meter.window.aligned_start(now), reserve]
+        return int(self._call(self._admit, self._keys(meters), args)) - 1
+
+    def settle(self, meters: Sequence[Meter], releases: Sequence[int], adds: Sequence[int], now: float) -> None:
+        args: list = [repr(now)]
+        for meter, release, add in zip(meters, releases, adds):
+            args += [meter.window.seconds, meter.window.aligned_start(now), release, add]
+        self._call(self._settle, self._keys(meters), args)
+
+    def read(self, meters: Sequence[Meter], now: float) -> list[Reading]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in self._keys(meters):
+                pipe.hmget(key, "u", "r", "s")
+            rows = pipe.execute()
+        except self._errors as exc:
+            raise StoreUnavailable(f"redis counters: {type(exc).__name__}") from None
+        readings = []
+        for meter, (u, r, s) in zip(meters, rows):
+            if u is None and s is None:
+                readings.append(Reading(0, 0, 0.0))
+                continue
+            usage, start = _roll(int(float(u or 0)), float(s or 0), meter.window.seconds,
+                                 meter.window.aligned_start(now), now)
+            readings.append(Reading(usage, int(float(r or 0)), start))
+        return readings
+
+    def reset(self, keys: Sequence[str]) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hset(self.prefix + key, mapping={"u": 0, "s": 0})
+            pipe.execute()
+        except self._errors as exc:
+            raise StoreUnavailable(f"redis counters: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_counters(kv_store: Mapping[str, Any] | None, default_path: Path) -> Counters:
+    """No ``kv_store``: SQLite beside config.db. ``{"type": "redis", "config": {...}}``: Redis."""
+    if not kv_store:
+        return SqliteCounters(default_path)
+    kind = kv_store.get("type", "redis")
+    if kind == "redis":
+        return RedisCounters(kv_store.get("config") or {})
+    if kind == "sqlite":
+        path = (kv_store.get("config") or {}).get("path")
+        return SqliteCounters(Path(path).expanduser() if path else default_path)
+    raise ValueError(f"kv_store.type: unknown counter store {kind!r} (redis or sqlite)")
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,169 @@
+"""Helpers for the governance tests: a PostgreSQL database and a Redis key prefix per test run,
+a TCP proxy that can cut a store off and bring it back, and bursts of concurrent requests."""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+REDIS_ADDR = ("127.0.0.1", 6379)
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the governance tests"}]}
+
+
+@contextmanager
+def postgres_database() -> Iterator[dict]:
+    """A fresh database for this run, dropped afterwards; yields the config_store section."""
+    import pg8000.native
+
+    name = f"bifrost_test_{uuid.uuid4().hex[:12]}"
+    admin = pg8000.native.Connection(PG["user"], host=PG["host"], port=PG["port"], database="postgres")
+    admin.run(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"enabled": True, "type": "postgres",
+               "config": {"host": PG["host"], "port": str(PG["port"]), "user": PG["user"], "db_name": name,
+                          "ssl_mode": "disable"}}
+    finally:
+        admin.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of our own in the shared Redis; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"bifrost-test-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis(*REDIS_ADDR)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def kv_store(prefix: str, port: int = REDIS_ADDR[1], **extra) -> dict:
+    return {"type": "redis", "config": {"addr": f"127.0.0.1:{port}", "password": "", "db": 0, "key_prefix": prefix,
+                                        **extra}}
+
+
+class TcpProxy:
+    """127.0.0.1:<port> forwarding to a target; ``cut`` drops every connection and refuses new ones."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> "TcpProxy":
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=2)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            try:  # wakes the thread blocked in accept(); close() alone would let it take one more
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def restore(self) -> None:
+        self.start()
+
+    def stop(self) -> None:
+        self.cut()
+
+
+def post(base_url: str, path: str, body: dict | None = None, headers: dict | None = None,
+         method: str = "POST", timeout: float = 30) -> tuple[int, dict]:
+    host, port = base_url.rsplit("//", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        conn.request(method, path, body=payload, headers=all_headers)
+        reply = conn.getresponse()
+        raw = reply.read()
+        try:
+            return reply.status, json.loads(raw) if raw else {}
+        except ValueError:
+            return reply.status, {"raw": raw.decode(errors="replace")}
+    finally:
+        conn.close()
+
+
+def get(base_url: str, path: str, headers: dict | None = None) -> tuple[int, dict]:
+    return post(base_url, path, None, headers, method="GET")
+
+
+def burst(urls: list[str], count: int, headers: dict, body: dict = CHAT, threads: int = 150) -> list[tuple[int, dict]]:
+    """``count`` chat requests at once, spread round-robin over ``urls``; all start behind one barrier."""
+    barrier = threading.Barrier(min(count, threads))
+
+    def one(index: int) -> tuple[int, dict]:
+        if index < threads:
+            try:
+                barrier.wait(timeout=30)
+            except threading.BrokenBarrierError:
+                pass
+        return post(urls[index % len(urls)], "/v1/chat/completions", body, headers)
+
+    with ThreadPoolExecutor(max_workers=min(count, threads)) as pool:
+        return list(pool.map(one, range(count)))

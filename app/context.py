@@ -24,9 +24,6 @@ class RequestContext:
     pinned_key: str | None = None  # x-bf-api-key: use the provider key with this name
     forward_headers: dict[str, str] = field(default_factory=dict)
     upstream_seconds: float = 0.0  # time spent waiting for providers, for the overhead header
-    # A drop-in surface's own body, (method, body), for an upstream of the same dialect to
-    # receive as it is (only the model replaced); e.g. ("generateContent", {...}) on /genai.
-    native: tuple[str, dict] | None = None
 
     @classmethod
     def from_environ(cls, environ: dict) -> "RequestContext":

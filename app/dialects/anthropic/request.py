@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from app.dialects.anthropic.response import dumps as _dumps
+from app.dialects.gemini.common import split_id_signature, with_signature
 from app.errors import bad_request
 
 # The only media types Anthropic accepts for base64 images.
@@ -434,7 +435,7 @@ def _tool_message(block: dict, path: str) -> dict:
     if block.get("is_error"):
         # Chat Completions has no error flag on a tool result; say it in the text.
         text = "Error: " + text
-    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+    return {"role": "tool", "tool_call_id": _split_id(block["tool_use_id"])[0], "content": text}
 
 
 def _image_part(source: Any, path: str) -> dict:
@@ -459,8 +460,9 @@ def _assistant_message(content: Any, path: str) -> dict:
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": block.get("name"), "arguments": _dumps(block.get("input") or {})}})
+            call_id, signature = _split_id(block.get("id"))
+            calls.append(with_signature({"id": call_id, "type": "function", "function": {
+                "name": block.get("name"), "arguments": _dumps(block.get("input") or {})}}, signature))
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:
@@ -469,6 +471,13 @@ def _assistant_message(content: Any, path: str) -> dict:
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def _split_id(call_id: Any) -> tuple[Any, str | None]:
+    """A tool_use id that carries a Gemini thought signature (see response.tool_use_id) is the
+    canonical call id plus ``extra_content``; an OpenAI-family upstream then gets a short id and
+    no signature, a Gemini upstream the signature."""
+    return split_id_signature(call_id) if isinstance(call_id, str) else (call_id, None)
 
 
 def _function_tool(tool: Any, i: int) -> dict:

@@ -6,7 +6,7 @@ blueprints turn it into JSON (or an SSE error event) with ``to_dict``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 
 class GatewayError(Exception):
@@ -99,3 +99,11 @@ class GatewayError(Exception):
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
     """A 400 about the client's request; names the offending field in ``param``."""
     return GatewayError(message, 400, error_type="invalid_request_error", code=code, param=param)
+
+
+def name_for_status(status: int, names: Mapping[int, str], server: str, client: str) -> str:
+    """A dialect's error name for an HTTP status: its own table, else its generic 5xx or 4xx name.
+
+    (Anthropic's error types and Google's status names both work this way.)
+    """
+    return names.get(status) or (server if status >= 500 else client)

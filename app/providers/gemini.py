@@ -13,7 +13,7 @@ from urllib.parse import quote
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.dialects import gemini as dialect
-from app.errors import GatewayError, bad_request
+from app.errors import GatewayError
 from app.providers.base import DONE, ChatProvider
 from app.providers.catalog import GEMINI_API_VERSION, GEMINI_BASE_URL
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from app.dialects.anthropic.response import dumps as _dumps
 from app.dialects.gemini.common import split_id_signature, with_signature
+from app.dialects.openai import SYSTEM_ROLES, iter_messages, unsupported_role
 from app.errors import bad_request
 
 # The only media types Anthropic accepts for base64 images.
@@ -90,12 +91,8 @@ def _convert_messages(messages: list) -> tuple[list[dict], list[dict]]:
     """Split canonical messages into Anthropic ``system`` blocks and turns."""
     system: list[dict] = []
     turns: list[dict] = []
-    for i, msg in enumerate(messages):
-        path = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise bad_request("each message must be an object", param=path)
-        role = msg.get("role")
-        if role in ("system", "developer"):
+    for path, msg, role in iter_messages(messages):
+        if role in SYSTEM_ROLES:
             # Anthropic has no system role, only the top-level field.
             system.extend(_content_blocks(msg.get("content"), f"{path}.content", allow_images=False))
             continue
@@ -106,7 +103,7 @@ def _convert_messages(messages: list) -> tuple[list[dict], list[dict]]:
         elif role == "tool":
             role, blocks = "user", [_tool_result(msg, path)]
         else:
-            raise bad_request(f"message role {role!r} is not supported", param=f"{path}.role")
+            raise unsupported_role(role, path)
         # Anthropic rejects empty content; a turn without any says nothing.
         if blocks:
             _append_turn(turns, role, blocks)

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from app.dialects.gemini.common import id_with_signature, signature_of
-from app.errors import GatewayError
+from app.errors import GatewayError, name_for_status
 
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -258,7 +258,7 @@ def error_type_for(status: int, error_type: str | None = None) -> str:
         expected = _STREAM_ERRORS.get(error_type, (413,))[0]
         if expected == status or (error_type == "overloaded_error" and status in (503, 529)):
             return error_type
-    return _TYPE_BY_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    return name_for_status(status, _TYPE_BY_STATUS, "api_error", "invalid_request_error")
 
 
 def error_body(error: GatewayError) -> dict:

@@ -26,11 +26,13 @@ PART_TYPES = {
     "assistant": ("text", "refusal"),
     "system": ("text",), "developer": ("text",), "tool": ("text",), "function": ("text",),
 }
-# The fields each message role (and each tool call) may have, as in OpenAI's API reference.
+# The fields each message role (and each tool call) may have, as in OpenAI's API reference; an
+# assistant message may also carry the reply fields the openai SDK's model_dump() leaves on it
+# (annotations), which the API accepts back.
 MESSAGE_FIELDS = {
     "system": {"role", "content", "name"}, "developer": {"role", "content", "name"},
     "user": {"role", "content", "name"},
-    "assistant": {"role", "content", "name", "refusal", "audio", "tool_calls", "function_call"},
+    "assistant": {"role", "content", "name", "refusal", "audio", "tool_calls", "function_call", "annotations"},
     "tool": {"role", "content", "tool_call_id"}, "function": {"role", "content", "name"},
 }
 TOOL_CALL_FIELDS = {"id", "type", "function", "custom"}

@@ -27,6 +27,23 @@ def iter_messages(messages: list) -> Iterator[tuple[str, dict, Any]]:
         yield path, msg, msg.get("role")
 
 
+def iter_parts(content: list, path: str) -> Iterator[tuple[str, dict, Any]]:
+    """(path, part, type) for each part of a canonical content array; a non-object is a 400."""
+    for j, part in enumerate(content):
+        where = f"{path}[{j}]"
+        if not isinstance(part, dict):
+            raise bad_request("content parts must be objects", param=where)
+        yield where, part, part.get("type")
+
+
+def part_text(part: dict, kind: str, path: str) -> str:
+    """The text of a ``text`` or ``refusal`` part (a refusal is text the model said)."""
+    text = part.get(kind)
+    if not isinstance(text, str):
+        raise bad_request(f"{kind} part needs a string '{kind}'", param=f"{path}.{kind}")
+    return text
+
+
 def unsupported_role(role: Any, path: str):
     return bad_request(f"message role {role!r} is not supported", param=f"{path}.role")
 

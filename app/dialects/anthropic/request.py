@@ -12,7 +12,7 @@ from typing import Any
 
 from app.dialects.anthropic.response import dumps as _dumps
 from app.dialects.gemini.common import split_id_signature, with_signature
-from app.dialects.openai import SYSTEM_ROLES, iter_messages, unsupported_role
+from app.dialects.openai import SYSTEM_ROLES, iter_messages, iter_parts, part_text, unsupported_role
 from app.errors import bad_request
 
 # The only media types Anthropic accepts for base64 images.
@@ -139,22 +139,17 @@ def _content_blocks(content: Any, path: str, *, allow_images: bool) -> list[dict
     if not isinstance(content, list):
         raise bad_request("message content must be a string or an array of parts", param=path)
     blocks = []
-    for j, part in enumerate(content):
-        block = _part_block(part, f"{path}[{j}]", allow_images)
+    for where, part, kind in iter_parts(content, path):
+        block = _part_block(part, kind, where, allow_images)
         if block is not None:
             blocks.append(block)
     return blocks
 
 
-def _part_block(part: Any, path: str, allow_images: bool) -> dict | None:
-    if not isinstance(part, dict):
-        raise bad_request("content parts must be objects", param=path)
-    kind = part.get("type")
+def _part_block(part: dict, kind: Any, path: str, allow_images: bool) -> dict | None:
     if kind in ("text", "refusal"):
         # An assistant's refusal part is text the model said; keep it as such.
-        text = part.get(kind)
-        if not isinstance(text, str):
-            raise bad_request(f"{kind} part needs a string '{kind}'", param=f"{path}.{kind}")
+        text = part_text(part, kind, path)
         if not text.strip():
             # Anthropic rejects empty and whitespace-only text blocks.
             return None

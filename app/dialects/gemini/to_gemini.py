@@ -10,7 +10,7 @@ import json
 import mimetypes
 from typing import Any
 
-from app.dialects.openai import SYSTEM_ROLES, iter_messages, unsupported_role
+from app.dialects.openai import SYSTEM_ROLES, iter_messages, iter_parts, part_text, unsupported_role
 from app.errors import bad_request
 
 from .common import FINISH_FROM_CHAT, signature_of, split_id_signature, usage_from_chat
@@ -82,15 +82,9 @@ def _parts(content: Any, path: str, *, media: bool) -> list[dict]:
     if not isinstance(content, list):
         raise bad_request("message content must be a string or an array of parts", param=path)
     parts = []
-    for j, part in enumerate(content):
-        where = f"{path}[{j}]"
-        if not isinstance(part, dict):
-            raise bad_request("content parts must be objects", param=where)
-        kind = part.get("type")
+    for where, part, kind in iter_parts(content, path):
         if kind in ("text", "refusal"):
-            text = part.get(kind)
-            if not isinstance(text, str):
-                raise bad_request(f"{kind} part needs a string '{kind}'", param=f"{where}.{kind}")
+            text = part_text(part, kind, where)
             if text:
                 parts.append({"text": text})
         elif media and kind == "image_url":

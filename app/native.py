@@ -43,6 +43,14 @@ ANTHROPIC = NativeDialect(
     reply_to_canonical=anthropic.anthropic_response_to_chat,
     usage_meter=anthropic.UsageMeter,
 )
+# count_tokens takes a Messages body without max_tokens; its reply is {"input_tokens": n} in both forms.
+ANTHROPIC_COUNT_TOKENS = NativeDialect(
+    "anthropic",
+    to_canonical=anthropic.messages_request_to_chat,
+    reply_usage=lambda reply: None,
+    reply_to_canonical=lambda reply: {"input_tokens": reply.get("input_tokens") or 0},
+    usage_meter=anthropic.UsageMeter,
+)
 
 
 # -- Gemini (the /genai surface): one descriptor per operation, since each has its own body --------
@@ -58,10 +66,6 @@ def _gemini_usage_meter() -> Callable[[dict], "dict | None"]:
     return _gemini_reply_usage
 
 
-def _no_usage(reply: dict) -> None:
-    return None
-
-
 GEMINI = NativeDialect(
     "gemini",
     to_canonical=gemini.gemini_request_to_chat,
@@ -72,7 +76,7 @@ GEMINI = NativeDialect(
 GEMINI_COUNT_TOKENS = NativeDialect(
     "gemini",
     to_canonical=gemini.count_request_to_chat,
-    reply_usage=_no_usage,
+    reply_usage=lambda reply: None,
     reply_to_canonical=lambda reply: {"input_tokens": reply.get("totalTokens") or 0},
     usage_meter=_gemini_usage_meter,
 )

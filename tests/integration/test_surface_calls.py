@@ -156,3 +156,22 @@ def test_genai_other_methods_pass_through_to_gemini(app_and_recorder, fake, meth
     [call] = recorder.calls
     assert call.request_type == request_type and call.passthrough is True and call.surface == "genai"
     assert isinstance(call.reply, dict) and call.body is not None  # canonical for the plugins
+
+
+@pytest.mark.parametrize("model,passthrough,path", [
+    ("claude-haiku-4-5", True, "/v1/messages/count_tokens"),
+    ("gemini/gemini-2.5-flash", False, "/v1beta/models/gemini-2.5-flash:countTokens"),
+], ids=["anthropic", "gemini"])
+def test_anthropic_count_tokens_call(app_and_recorder, fake, model, passthrough, path):
+    """Passed through or translated, plugins read the same canonical count."""
+    app, recorder = app_and_recorder
+    with app.test_client() as client:
+        reply = client.post("/anthropic/v1/messages/count_tokens", headers=ANTHROPIC_HEADERS,
+                            json={"model": model, "messages": HELLO})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    assert reply.get_json() == {"input_tokens": count_tokens("Hello there")}
+    assert fake.requests[-1].path == path
+    [call] = recorder.calls
+    assert call.request_type == "count_tokens" and call.passthrough is passthrough
+    assert call.reply == {"input_tokens": count_tokens("Hello there")}
+    assert call.body["messages"] == HELLO

@@ -4,7 +4,8 @@ The model comes from the path: ``gemini-2.5-flash`` means ``gemini/gemini-2.5-fl
 (or the provider in an ``x-model-provider`` header); ``openai/gpt-4o-mini`` reaches
 OpenAI, translated through the canonical form. The body travels as an
 app.native.NativeRequest: a Gemini upstream gets it as it is (the engine decides per
-attempt), so fields the gateway does not know survive. Errors use Google's shape. Register it again under another prefix with ``name=`` and ``url_prefix=``.
+attempt), so fields the gateway does not know survive. Errors use Google's shape.
+Register it again under another prefix with ``name=`` and ``url_prefix=``.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from app.engine import Engine, Stream
 from app.errors import GatewayError, bad_request
 from app.gateway import current_context, current_engine
 from app.providers.base import CHAT, COUNT_TOKENS, EMBEDDING
-from app.responses import SSE_HEADERS, internal_error, json_response, served_headers
 from app.native import GEMINI, GEMINI_COUNT_TOKENS, GEMINI_EMBEDDING, NativeDialect, NativeRequest
+from app.responses import SSE_HEADERS, internal_error, json_response, served_headers
 from app.schemas import Target, header_fallbacks, parse_fallbacks, split_model
 from app.blueprints.inference import read_json
 

@@ -182,7 +182,8 @@ def test_count_tokens_on_anthropic_is_anthropics_own_count(gateway, fake):
     (request,) = fake.requests
     assert request.path == "/v1/messages/count_tokens" and request.dialect == "anthropic"
     assert request.body == {"model": "claude-haiku-4-5",
-                            "messages": [{"role": "user", "content": [{"type": "text", "text": "The quick brown fox"}]}]}
+                            "messages": [{"role": "user",
+                                          "content": [{"type": "text", "text": "The quick brown fox"}]}]}
     assert_no_client_credentials(fake.requests)
 
 

@@ -58,7 +58,8 @@ def test_an_unsigned_tool_call_keeps_its_id():
     assert chat_response_to_message(reply)["content"][0]["id"] == "call_2"
     canonical = messages_request_to_chat(anthropic_turns("toolu_plain"))
     assert canonical["messages"][1]["tool_calls"][0] == {
-        "id": "toolu_plain", "type": "function", "function": {"name": "get_weather", "arguments": '{"location":"Paris"}'}}
+        "id": "toolu_plain", "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"location":"Paris"}'}}
 
 
 def test_openai_upstreams_get_the_history_without_extra_content():

@@ -58,9 +58,6 @@ class RequestContext:
     pinned_key: str | None = None  # x-bf-api-key: use the provider key with this name
     forward_headers: dict[str, str] = field(default_factory=dict)
     upstream_seconds: float = 0.0  # time spent waiting for providers, for the overhead header
-    # A drop-in surface's own body, (method, body), for an upstream of the same dialect to
-    # receive as it is (only the model replaced); e.g. ("generateContent", {...}) on /genai.
-    native: tuple[str, dict] | None = None
     mcp_include_clients: str | None = None  # x-bf-mcp-include-clients (None: not sent)
     mcp_include_tools: str | None = None  # x-bf-mcp-include-tools
     virtual_key: str | None = None  # governance: x-bf-vk, or an sk-bf- value in a credential header

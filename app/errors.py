@@ -6,7 +6,7 @@ blueprints turn it into JSON (or an SSE error event) with ``to_dict``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 MESSAGE_LIMIT = 2000  # characters of an error message, whatever it quotes
 
@@ -121,3 +121,11 @@ def echo(value: object, limit: int = ECHO_LIMIT) -> str:
     """A client-supplied value fit to quote in an error message: at most ``limit`` characters."""
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def name_for_status(status: int, names: Mapping[int, str], server: str, client: str) -> str:
+    """A dialect's error name for an HTTP status: its own table, else its generic 5xx or 4xx name.
+
+    (Anthropic's error types and Google's status names both work this way.)
+    """
+    return names.get(status) or (server if status >= 500 else client)

@@ -87,7 +87,7 @@ def parse_text(body: Any, known_providers: frozenset[str], default_provider: str
     return _finish(data, known_providers, default_provider)
 
 
-def parse_embedding(body: Any, known_providers: frozenset[str]) -> ParsedRequest:
+def parse_embedding(body: Any, known_providers: frozenset[str], default_provider: str | None = None) -> ParsedRequest:
     data = _load(_embedding_schema, body)
     value = data.get("input")
     if value is None or value == "" or value == []:
@@ -100,7 +100,7 @@ def parse_embedding(body: Any, known_providers: frozenset[str]) -> ParsedRequest
     dimensions = data.get("dimensions")
     if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
         raise bad_request("dimensions must be a positive integer", param="dimensions")
-    parsed = _finish(data, known_providers)
+    parsed = _finish(data, known_providers, default_provider)
     parsed.stream = False  # embeddings have no stream
     parsed.body.pop("stream", None)
     return parsed

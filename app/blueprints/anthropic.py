@@ -21,7 +21,7 @@ from app.dialects import anthropic as dialect
 from app.engine import Stream
 from app.errors import GatewayError, bad_request
 from app.gateway import current_context, current_engine
-from app.native import ANTHROPIC, NativeRequest
+from app.native import ANTHROPIC, ANTHROPIC_COUNT_TOKENS, NativeRequest
 from app.providers.base import CHAT, COUNT_TOKENS
 from app.responses import SSE_HEADERS, internal_error, json_response, served_headers
 from app.schemas import Target, header_fallbacks, parse_fallbacks, split_model
@@ -55,7 +55,7 @@ def count_tokens():
     native, target, fallbacks = _parse(read_json(), count_tokens=True)
     reply = engine.complete(COUNT_TOKENS, None, target, fallbacks, current_context(), surface="anthropic",
                             native=native)
-    # Only an Anthropic upstream counts tokens today; a canonical count is {"input_tokens": n} too.
+    # Anthropic's count passed through, or another upstream's own count ({"input_tokens": n} too).
     body = reply.body if reply.native else {"input_tokens": int(reply.body.get("input_tokens") or 0)}
     return served_headers(json_response(body), reply.served, COUNT_TOKENS)
 
@@ -116,7 +116,7 @@ def _parse(body: object, *, count_tokens: bool) -> tuple[NativeRequest, Target, 
         fallbacks = header_fallbacks(environ.get("HTTP_X_BF_FALLBACKS"), engine.known_providers)
     native_body = {key: value for key, value in body.items() if key not in GATEWAY_FIELDS}
     headers = {name: environ[key] for key, name in FORWARDED_HEADERS if key in environ}
-    return NativeRequest(ANTHROPIC, native_body, headers), target, fallbacks
+    return NativeRequest(ANTHROPIC_COUNT_TOKENS if count_tokens else ANTHROPIC, native_body, headers), target, fallbacks
 
 
 def _model_info(model: dict) -> dict:

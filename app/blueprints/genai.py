@@ -2,9 +2,10 @@
 
 The model comes from the path: ``gemini-2.5-flash`` means ``gemini/gemini-2.5-flash``
 (or the provider in an ``x-model-provider`` header); ``openai/gpt-4o-mini`` reaches
-OpenAI, translated through the canonical form. A Gemini upstream gets the client's own
-body (``ctx.native``), so fields the gateway does not know survive. Errors use Google's
-shape. Register it again under another prefix with ``name=`` and ``url_prefix=``.
+OpenAI, translated through the canonical form. The body travels as an
+app.native.NativeRequest: a Gemini upstream gets it as it is (the engine decides per
+attempt), so fields the gateway does not know survive. Errors use Google's shape.
+Register it again under another prefix with ``name=`` and ``url_prefix=``.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from app.engine import Engine, Stream
 from app.errors import GatewayError, bad_request
 from app.gateway import current_context, current_engine
 from app.providers.base import CHAT, COUNT_TOKENS, EMBEDDING
+from app.native import GEMINI, GEMINI_COUNT_TOKENS, GEMINI_EMBEDDING, NativeDialect, NativeRequest
 from app.responses import SSE_HEADERS, internal_error, json_response, served_headers
-from app.schemas import Target, split_model
+from app.schemas import Target, header_fallbacks, parse_fallbacks, split_model
 from app.blueprints.inference import read_json
 
 log = logging.getLogger("bifrost.genai")
@@ -77,42 +79,32 @@ def unknown(rest: str):
 
 def generate_content(name: str, stream: bool = False):
     engine, ctx = current_engine(), current_context()
-    body = _body()
-    target, fallbacks = _targets(engine, name, body)
-    ctx.native = ("streamGenerateContent" if stream else "generateContent", body)
-    canonical, fallbacks = _canonical(engine, target, fallbacks, lambda: dialect.gemini_request_to_chat(body))
+    native, target, fallbacks = _parse(engine, name, GEMINI)
     if stream:
-        upstream = engine.stream(CHAT, canonical, target, fallbacks, ctx)
-        frames = _frames(upstream, _is_gemini(engine, upstream.served.provider), ctx)
-        response = Response(frames, mimetype="text/event-stream", headers=SSE_HEADERS)
+        upstream = engine.stream(CHAT, None, target, fallbacks, ctx, surface="genai", native=native)
+        response = Response(_frames(upstream, ctx), mimetype="text/event-stream", headers=SSE_HEADERS)
         return served_headers(response, upstream.served, CHAT + "_stream")
-    reply = engine.complete(CHAT, canonical, target, fallbacks, ctx)
-    native = reply.body.pop("_native", None)
-    out = native if native is not None else dialect.chat_response_to_gemini(reply.body)
+    reply = engine.complete(CHAT, None, target, fallbacks, ctx, surface="genai", native=native)
+    out = reply.body if reply.native else dialect.chat_response_to_gemini(reply.body)
     return served_headers(json_response(out), reply.served, CHAT)
 
 
 def count_tokens(name: str):
     engine, ctx = current_engine(), current_context()
-    body = _body()
-    target, fallbacks = _targets(engine, name, body)
-    ctx.native = ("countTokens", body)
-    canonical, fallbacks = _canonical(engine, target, fallbacks, lambda: dialect.count_request_to_chat(body))
-    reply = engine.complete(COUNT_TOKENS, canonical, target, fallbacks, ctx)
-    native = reply.body.pop("_native", None)
-    out = native if native is not None else dialect.count_reply_to_gemini(reply.body)
+    native, target, fallbacks = _parse(engine, name, GEMINI_COUNT_TOKENS)
+    reply = engine.complete(COUNT_TOKENS, None, target, fallbacks, ctx, surface="genai", native=native)
+    out = reply.body if reply.native else dialect.count_reply_to_gemini(reply.body)
     return served_headers(json_response(out), reply.served, COUNT_TOKENS)
 
 
 def embed_content(name: str, batch: bool = False):
     engine, ctx = current_engine(), current_context()
-    body = _body()
-    target, fallbacks = _targets(engine, name, body)
-    ctx.native = ("batchEmbedContents" if batch else "embedContent", body)
-    canonical, fallbacks = _canonical(engine, target, fallbacks, lambda: dialect.gemini_embed_to_openai(body, batch))
-    reply = engine.complete(EMBEDDING, canonical, target, fallbacks, ctx)
-    native = reply.body.pop("_native", None)
-    out = native if native is not None else dialect.openai_embeddings_to_gemini(reply.body, batch)
+    native, target, fallbacks = _parse(engine, name, GEMINI_EMBEDDING)
+    if batch != ("requests" in native.body):  # the descriptor tells the two bodies apart by "requests"
+        raise bad_request("requests is required and must be a non-empty array" if batch else
+                          "requests is only allowed in batchEmbedContents", param="requests")
+    reply = engine.complete(EMBEDDING, None, target, fallbacks, ctx, surface="genai", native=native)
+    out = reply.body if reply.native else dialect.openai_embeddings_to_gemini(reply.body, batch)
     return served_headers(json_response(out), reply.served, EMBEDDING)
 
 
@@ -128,54 +120,30 @@ _METHODS = {
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _body() -> dict:
+def _parse(engine: Engine, name: str, kind: NativeDialect) -> tuple[NativeRequest, Target, list[Target]]:
     body = read_json()
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
-    return body
+    # Gemini rejects unknown fields, so fallbacks come in the x-bf-fallbacks header; a
+    # "fallbacks" field is accepted too and never forwarded.
+    extra = body.pop("fallbacks", None)
+    environ = request.environ
+    if extra:
+        fallbacks = parse_fallbacks(extra, engine.known_providers)
+    else:
+        fallbacks = header_fallbacks(environ.get("HTTP_X_BF_FALLBACKS"), engine.known_providers)
+    return NativeRequest(kind, body), _target(engine, name), fallbacks
 
 
 def _target(engine: Engine, name: str) -> Target:
     """``provider/model`` when the first segment names a provider, else the default provider's model."""
-    provider, slash, model = name.partition("/")
-    if slash and provider in engine.known_providers:
-        return split_model(name, engine.known_providers)
-    default = request.headers.get("x-model-provider") or DEFAULT_PROVIDER
-    return split_model(f"{default}/{name}", engine.known_providers)
-
-
-def _targets(engine: Engine, name: str, body: dict) -> tuple[Target, list[Target]]:
-    fallbacks = []
-    header = request.headers.get("x-bf-fallbacks") or ""
-    for item in [part.strip() for part in header.split(",") if part.strip()]:
-        fallbacks.append(split_model(item, engine.known_providers, param="x-bf-fallbacks"))
-    extra = body.pop("fallbacks", None)  # Gemini rejects unknown fields: never forward it
-    if isinstance(extra, list):
-        fallbacks.extend(split_model(str(item), engine.known_providers, param="fallbacks") for item in extra)
-    return _target(engine, name), fallbacks
+    default = request.environ.get("HTTP_X_MODEL_PROVIDER") or DEFAULT_PROVIDER
+    return split_model(name, engine.known_providers, default_provider=default)
 
 
 def _is_gemini(engine: Engine, provider: str) -> bool:
     adapter = engine.providers.get(provider)
-    return getattr(adapter, "native_dialect", None) == "gemini"
-
-
-def _canonical(engine: Engine, target: Target, fallbacks: list[Target], convert) -> tuple[dict, list[Target]]:
-    """The canonical body, built only when some target is not Gemini.
-
-    A Gemini-only feature (a googleSearch tool, a file URI) cannot be translated; with
-    a Gemini primary the request still goes through, and only the fallbacks that would
-    need the translation are dropped.
-    """
-    if _is_gemini(engine, target.provider) and all(_is_gemini(engine, f.provider) for f in fallbacks):
-        return {}, fallbacks
-    try:
-        return convert(), fallbacks
-    except GatewayError as error:
-        if not _is_gemini(engine, target.provider):
-            raise
-        log.info("request %s: dropping non-Gemini fallbacks: %s", current_context().request_id, error.message)
-        return {}, [f for f in fallbacks if _is_gemini(engine, f.provider)]
+    return adapter is not None and adapter.dialect == GEMINI.name
 
 
 def _as_gemini_model(engine: Engine, model: dict) -> dict:
@@ -183,19 +151,18 @@ def _as_gemini_model(engine: Engine, model: dict) -> dict:
     return dialect.openai_model_to_gemini(model, name if _is_gemini(engine, provider) else f"{provider}/{name}")
 
 
-def _frames(stream: Stream, native: bool, ctx: RequestContext) -> Iterator[bytes]:
-    """Gemini SSE events; a failure after the first byte is an ``{"error": ...}`` event."""
-    converter = dialect.ChatStreamToGemini(stream.served.model)
+def _frames(stream: Stream, ctx: RequestContext) -> Iterator[bytes]:
+    """Gemini SSE events (the upstream's own when passed through); a failure after the first byte
+    is an ``{"error": ...}`` event."""
     try:
-        for chunk in stream:
-            raw = chunk.pop("_native", None)
-            if native:
-                if raw is not None:
-                    yield _frame(raw)
-                continue
-            for event in converter.feed(chunk):
+        if stream.native:
+            for event in stream:
                 yield _frame(event)
-        if not native:
+        else:
+            converter = dialect.ChatStreamToGemini(stream.served.model)
+            for chunk in stream:
+                for event in converter.feed(chunk):
+                    yield _frame(event)
             for event in converter.finish():
                 yield _frame(event)
     except GatewayError as error:

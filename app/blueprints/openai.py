@@ -12,8 +12,8 @@ from flask import Blueprint, request
 from app.blueprints.inference import list_models, read_json, serve
 from app.errors import GatewayError
 from app.gateway import current_engine
-from app.providers.base import CHAT, TEXT
-from app.schemas import ParsedRequest, header_fallbacks, parse_chat, parse_text
+from app.providers.base import CHAT, EMBEDDING, TEXT
+from app.schemas import ParsedRequest, header_fallbacks, parse_chat, parse_embedding, parse_text
 
 bp = Blueprint("openai", __name__)
 
@@ -35,7 +35,10 @@ def completions():
     return _text(read_json())
 
 
-# Embeddings plug in here (gemini branch): @bp.post("/v1/embeddings") and @bp.post("/embeddings"), as chat.
+@bp.post("/v1/embeddings")
+@bp.post("/embeddings")
+def embeddings():
+    return _embeddings(read_json())
 
 
 @bp.post("/deployments/<path:rest>")
@@ -65,8 +68,12 @@ def _text(body: object):
     return serve(TEXT, _fallbacks(parse_text(body, engine.known_providers, _default_provider())))
 
 
-_AZURE_OPERATIONS = (("/chat/completions", _chat), ("/completions", _text))
-# Azure embeddings plug in here (gemini branch): ("/embeddings", _embeddings).
+def _embeddings(body: object):
+    engine = current_engine()
+    return serve(EMBEDDING, _fallbacks(parse_embedding(body, engine.known_providers, _default_provider())))
+
+
+_AZURE_OPERATIONS = (("/chat/completions", _chat), ("/completions", _text), ("/embeddings", _embeddings))
 
 
 def _default_provider() -> str:

@@ -7,7 +7,46 @@ providers that only offer chat.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterator
+
+from app.errors import bad_request, echo
+
+SYSTEM_ROLES = ("system", "developer")  # both become the target dialect's system instruction
+
+
+def iter_messages(messages: list) -> Iterator[tuple[str, dict, Any]]:
+    """(path, message, role) for each canonical message, for the converters to other dialects.
+
+    A message that is not an object is a 400 naming it; an unknown role is the caller's
+    to refuse with :func:`unsupported_role`.
+    """
+    for i, msg in enumerate(messages):
+        path = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise bad_request("each message must be an object", param=path)
+        yield path, msg, msg.get("role")
+
+
+def iter_parts(content: list, path: str) -> Iterator[tuple[str, dict, Any]]:
+    """(path, part, type) for each part of a canonical content array; a non-object is a 400."""
+    for j, part in enumerate(content):
+        where = f"{path}[{j}]"
+        if not isinstance(part, dict):
+            raise bad_request("content parts must be objects", param=where)
+        yield where, part, part.get("type")
+
+
+def part_text(part: dict, kind: str, path: str) -> str:
+    """The text of a ``text`` or ``refusal`` part (a refusal is text the model said)."""
+    text = part.get(kind)
+    if not isinstance(text, str):
+        raise bad_request(f"{kind} part needs a string '{kind}'", param=f"{path}.{kind}")
+    return text
+
+
+def unsupported_role(role: Any, path: str):
+    return bad_request(f"message role {echo(role)!r} is not supported", param=f"{path}.role")
+
 
 TEXT_ONLY_FIELDS = ("prompt", "echo", "suffix", "best_of", "logprobs")
 

@@ -11,10 +11,12 @@ from typing import Any, Iterator
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.dialects import anthropic as dialect
-from app.dialects.openai import chat_chunk_to_text, chat_response_to_text, text_request_to_chat
-from app.errors import bad_request
-from app.providers.base import DONE, Provider
+from app.providers.base import DONE, ChatProvider
 from app.providers.catalog import ANTHROPIC_BASE_URL, ANTHROPIC_VERSION
+
+
+# The fields count_tokens takes (it refuses the rest of a Messages body, max_tokens included).
+COUNT_TOKENS_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
 
 
 def parse_error(body: Any) -> tuple[str, str | None, str | None, str | None]:
@@ -22,7 +24,7 @@ def parse_error(body: Any) -> tuple[str, str | None, str | None, str | None]:
     return message, error_type, None, None
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(ChatProvider):
     dialect = "anthropic"
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -48,6 +50,14 @@ class AnthropicProvider(Provider):
         payload = dialect.chat_request_to_anthropic({**body, "stream": True}, model)
         response, pieces = self.open_stream(self._messages_url(), payload, self.headers(key, ctx), ctx, parse_error)
         return self._chunks(response, pieces, model)
+
+    def count_tokens(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        """Anthropic's own count (/v1/messages/count_tokens) of a translated request."""
+        payload = dialect.chat_request_to_anthropic({**body, "stream": False}, model)
+        payload = {name: value for name, value in payload.items() if name in COUNT_TOKENS_FIELDS}
+        reply = self.post_json(self.base_url + "/v1/messages/count_tokens", payload, self.headers(key, ctx), ctx,
+                               parse_error)
+        return {"input_tokens": reply.get("input_tokens") or 0} if isinstance(reply, dict) else {"input_tokens": 0}
 
     # -- pass-through from the /anthropic surface: the client's body with only the model replaced --
 
@@ -93,23 +103,6 @@ class AnthropicProvider(Provider):
         finally:
             self.end_stream(response, pieces, done)
 
-    # -- text, through chat (Anthropic's legacy /v1/complete serves retired models only) ----
-
-    def text_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
-        return chat_response_to_text(self.chat_completion(self._as_chat(body), model, key, ctx))
-
-    def text_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
-        chunks = self.chat_completion_stream(self._as_chat(body), model, key, ctx)  # opens the request now
-        return self._as_text(chunks)
-
-    @staticmethod
-    def _as_text(chunks: Iterator[dict]) -> Iterator[dict]:
-        try:
-            for chunk in chunks:
-                yield chat_chunk_to_text(chunk)
-        finally:
-            chunks.close()  # a client gone mid-stream closes the upstream at once
-
     def list_models(self, key: Key | None, ctx: RequestContext) -> list[dict]:
         reply = self.get_json(self.base_url + "/v1/models?limit=1000", self.headers(key, ctx), ctx, parse_error)
         return [
@@ -121,13 +114,6 @@ class AnthropicProvider(Provider):
 
     def _messages_url(self) -> str:
         return self.base_url + self.config.request_path_overrides.get("chat_completion", "/v1/messages")
-
-    @staticmethod
-    def _as_chat(body: dict) -> dict:
-        try:
-            return text_request_to_chat(body)
-        except ValueError as exc:
-            raise bad_request(str(exc), param="prompt") from None
 
     def _chunks(self, response, pieces: Iterator[bytes], model: str) -> Iterator[dict]:
         converter = dialect.AnthropicStreamToChat(model)

@@ -14,7 +14,8 @@ import urllib3
 from app import sse, transport
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
-from app.errors import GatewayError
+from app.dialects.openai import chat_chunk_to_text, chat_response_to_text, text_request_to_chat
+from app.errors import GatewayError, bad_request
 
 CHAT = "chat_completion"
 CHAT_STREAM = "chat_completion_stream"
@@ -186,6 +187,32 @@ class Provider:
             f"{self.name} closed the stream before it was complete", 502,
             error_type="upstream_stream_error", is_bifrost_error=True, retryable=True,
         )
+
+
+class ChatProvider(Provider):
+    """A provider without a text-completion endpoint: text completions go through its chat."""
+
+    def text_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        return chat_response_to_text(self.chat_completion(_text_as_chat(body), model, key, ctx))
+
+    def text_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        chunks = self.chat_completion_stream(_text_as_chat(body), model, key, ctx)  # opens the request now
+        return _chunks_as_text(chunks)
+
+
+def _text_as_chat(body: dict) -> dict:
+    try:
+        return text_request_to_chat(body)
+    except ValueError as exc:
+        raise bad_request(str(exc), param="prompt") from None
+
+
+def _chunks_as_text(chunks: Iterator[dict]) -> Iterator[dict]:
+    try:
+        for chunk in chunks:
+            yield chat_chunk_to_text(chunk)
+    finally:
+        chunks.close()  # a client gone mid-stream closes the upstream at once
 
 
 def _snippet(body: bytes, limit: int = 200) -> str:

@@ -1,9 +1,9 @@
 """Google's Gemini API (Generative Language v1beta), key in ``x-goog-api-key``.
 
-Canonical requests are converted by ``app.dialects.gemini``. When the /genai surface
-hands over a Gemini body of its own (``ctx.native``), it goes upstream as it is, with
-only the model replaced, and the raw reply rides along under ``"_native"`` so that
-fields the converter does not know reach the client too.
+Canonical requests are converted by ``app.dialects.gemini``. A /genai request reaches the
+``native_*`` methods instead when the engine passes it through (Engine._passage): the
+client's Gemini body goes upstream with only the model replaced, and the upstream's own
+reply or events come back, so fields the converter does not know survive.
 """
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from urllib.parse import quote
 from app.config import Key, ProviderConfig
 from app.context import RequestContext
 from app.dialects import gemini as dialect
-from app.dialects.openai import chat_chunk_to_text, chat_response_to_text, text_request_to_chat
-from app.errors import GatewayError, bad_request
-from app.providers.base import DONE, Provider
+from app.errors import GatewayError
+from app.providers.base import DONE, ChatProvider
 from app.providers.catalog import GEMINI_API_VERSION, GEMINI_BASE_URL
 
 MAX_MODEL_PAGES = 10
@@ -26,8 +25,8 @@ def parse_error(body: Any) -> tuple[str, str | None, str | None, str | None]:
     return message, status, None, None
 
 
-class GeminiProvider(Provider):
-    native_dialect = "gemini"
+class GeminiProvider(ChatProvider):
+    dialect = "gemini"
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -43,45 +42,33 @@ class GeminiProvider(Provider):
         model = model[7:] if model.startswith("models/") else model
         return f"{self.api_base}/models/{quote(model, safe='')}:{method}"
 
-    @staticmethod
-    def native(ctx: RequestContext, *methods: str) -> tuple[str, dict] | None:
-        if ctx.native is not None and ctx.native[0] in methods:
-            return ctx.native
-        return None
-
     # -- chat ---------------------------------------------------------------------------------
 
     def chat_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
-        native = self.native(ctx, "generateContent")
-        payload = native[1] if native else dialect.chat_request_to_gemini(body, model)
+        reply = self._generate(dialect.chat_request_to_gemini(body, model), model, key, ctx)
+        return dialect.gemini_response_to_chat(reply, model)
+
+    def chat_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        return self._chunks(*self._open(dialect.chat_request_to_gemini(body, model), model, key, ctx), model)
+
+    def _generate(self, payload: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
         reply = self.post_json(self.url(model, "generateContent"), payload, self.headers(key, ctx), ctx, parse_error)
         if not isinstance(reply, dict):
             raise self.malformed_event(repr(reply).encode())
-        chat = dialect.gemini_response_to_chat(reply, model)
-        if native:
-            chat["_native"] = reply
-        return chat
+        return reply
 
-    def chat_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
-        native = self.native(ctx, "streamGenerateContent")
-        payload = native[1] if native else dialect.chat_request_to_gemini(body, model)
+    def _open(self, payload: dict, model: str, key: Key | None, ctx: RequestContext):
         url = self.url(model, "streamGenerateContent") + "?alt=sse"
-        response, pieces = self.open_stream(url, payload, self.headers(key, ctx), ctx, parse_error)
-        return self._chunks(response, pieces, model, keep_native=native is not None)
+        return self.open_stream(url, payload, self.headers(key, ctx), ctx, parse_error)
 
-    def _chunks(self, response, pieces: Iterator[bytes], model: str, keep_native: bool) -> Iterator[dict]:
+    def _chunks(self, response, pieces: Iterator[bytes], model: str) -> Iterator[dict]:
         converter = dialect.GeminiStreamToChat(model)
         clean = False  # the body ended after a finishReason: the connection can be reused
         try:
             for _, event in self.json_events(pieces):
                 if event is DONE:  # not a Gemini event; tolerate it from proxies
                     continue
-                chunks = converter.feed(event)
-                if keep_native:
-                    if not chunks:
-                        chunks = [{"choices": []}]
-                    chunks[-1]["_native"] = event
-                yield from chunks
+                yield from converter.feed(event)
             if not converter.done:
                 raise self.stream_cut()
             clean = True
@@ -92,63 +79,68 @@ class GeminiProvider(Provider):
         finally:
             self.end_stream(response, pieces, clean)
 
-    # -- text, through chat ---------------------------------------------------------------------
+    # -- pass-through from the /genai surface: the client's body, the upstream's own reply ---------
 
-    def text_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
-        return chat_response_to_text(self.chat_completion(self._as_chat(body), model, key, ctx))
+    def native_chat_completion(self, native, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        return self._generate(native.body, model, key, ctx)
 
-    def text_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
-        chunks = self.chat_completion_stream(self._as_chat(body), model, key, ctx)
-        return self._as_text(chunks)
+    def native_chat_completion_stream(self, native, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        return self._native_events(*self._open(native.body, model, key, ctx))
 
-    @staticmethod
-    def _as_text(chunks: Iterator[dict]) -> Iterator[dict]:
+    def _native_events(self, response, pieces: Iterator[bytes]) -> Iterator[dict]:
+        """Gemini's events as they came; an ``{"error": ...}`` event raises, no finishReason is a cut."""
+        done = False
+        clean = False
         try:
-            for chunk in chunks:
-                yield chat_chunk_to_text(chunk)
+            for _, event in self.json_events(pieces):
+                if event is DONE:
+                    continue
+                if "error" in event and "candidates" not in event:
+                    raise dialect.stream_error(event)
+                done = done or any(isinstance(c, dict) and c.get("finishReason")
+                                   for c in event.get("candidates") or ())
+                done = done or bool((event.get("promptFeedback") or {}).get("blockReason"))
+                yield event
+            if not done:
+                raise self.stream_cut()
+            clean = True
+        except GatewayError:
+            if not done:
+                raise
         finally:
-            chunks.close()
+            self.end_stream(response, pieces, clean)
 
-    @staticmethod
-    def _as_chat(body: dict) -> dict:
-        try:
-            return text_request_to_chat(body)
-        except ValueError as exc:
-            raise bad_request(str(exc), param="prompt") from None
+    def native_embedding(self, native, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        payload = native.body
+        if "requests" in payload:
+            requests = payload.get("requests") or []
+            payload = {**payload, "requests": [{**r, "model": "models/" + model} if isinstance(r, dict) else r
+                                               for r in requests]}
+            method = "batchEmbedContents"
+        else:
+            method = "embedContent"
+            if "model" in payload:
+                payload = {**payload, "model": "models/" + model}
+        return self.post_json(self.url(model, method), payload, self.headers(key, ctx), ctx, parse_error)
+
+    def native_count_tokens(self, native, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        payload = native.body
+        inner = payload.get("generateContentRequest")
+        if isinstance(inner, dict):
+            payload = {**payload, "generateContentRequest": {**inner, "model": "models/" + model}}
+        return self.post_json(self.url(model, "countTokens"), payload, self.headers(key, ctx), ctx, parse_error)
 
     # -- embeddings, token counts, models ---------------------------------------------------------
 
     def embedding(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
-        native = self.native(ctx, "embedContent", "batchEmbedContents")
-        if native:
-            method, payload = native
-            if method == "batchEmbedContents":
-                payload = {**payload, "requests": [{**r, "model": "models/" + model} if isinstance(r, dict) else r
-                                                   for r in payload.get("requests") or []]}
-            elif "model" in payload:
-                payload = {**payload, "model": "models/" + model}
-        else:
-            method, payload = "batchEmbedContents", dialect.embedding_request_to_gemini(body, model)
-        reply = self.post_json(self.url(model, method), payload, self.headers(key, ctx), ctx, parse_error)
-        result = dialect.gemini_embeddings_to_openai(reply, model, body.get("encoding_format"))
-        if native:
-            result["_native"] = reply
-        return result
+        payload = dialect.embedding_request_to_gemini(body, model)
+        reply = self.post_json(self.url(model, "batchEmbedContents"), payload, self.headers(key, ctx), ctx, parse_error)
+        return dialect.gemini_embeddings_to_openai(reply, model, body.get("encoding_format"))
 
     def count_tokens(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
-        native = self.native(ctx, "countTokens")
-        if native:
-            payload = native[1]
-            inner = payload.get("generateContentRequest")
-            if isinstance(inner, dict):
-                payload = {**payload, "generateContentRequest": {**inner, "model": "models/" + model}}
-        else:
-            payload = dialect.count_request_to_gemini(dialect.chat_request_to_gemini(body, model), model)
+        payload = dialect.count_request_to_gemini(dialect.chat_request_to_gemini(body, model), model)
         reply = self.post_json(self.url(model, "countTokens"), payload, self.headers(key, ctx), ctx, parse_error)
-        result: dict[str, Any] = {"input_tokens": reply.get("totalTokens") or 0}
-        if native:
-            result["_native"] = reply
-        return result
+        return {"input_tokens": reply.get("totalTokens") or 0}
 
     def list_models(self, key: Key | None, ctx: RequestContext) -> list[dict]:
         models: list[dict] = []

@@ -34,6 +34,40 @@ def parse_error(body: Any) -> tuple[str, str | None, str | None, str | None]:
     return orjson.dumps(body).decode()[:500], None, None, None
 
 
+def without_google_extras(body: dict) -> dict:
+    """The body without Gemini's ``extra_content`` (thought signatures) on assistant turns.
+
+    A history that went through Gemini carries them on tool calls (and assistant
+    messages); OpenAI answers 400 "Unknown parameter" to any field it does not know inside
+    messages. Only assistant messages are looked into, and the body is copied only when
+    something is removed, so an ordinary request costs one comparison per message.
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return body
+    cleaned = None
+    for index, message in enumerate(messages):
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            stripped = _strip_message(message)
+            if stripped is not message:
+                if cleaned is None:
+                    cleaned = list(messages)
+                cleaned[index] = stripped
+    return body if cleaned is None else {**body, "messages": cleaned}
+
+
+def _strip_message(message: dict) -> dict:
+    calls = message.get("tool_calls")
+    if "extra_content" not in message and not (
+            isinstance(calls, list) and any(isinstance(c, dict) and "extra_content" in c for c in calls)):
+        return message
+    message = {key: value for key, value in message.items() if key != "extra_content"}
+    if isinstance(calls, list):
+        message["tool_calls"] = [{k: v for k, v in c.items() if k != "extra_content"} if isinstance(c, dict) else c
+                                 for c in calls]
+    return message
+
+
 class OpenAIProvider(Provider):
     dialect = "openai"
 
@@ -41,6 +75,8 @@ class OpenAIProvider(Provider):
         super().__init__(config)
         self.spec = spec or OPENAI_COMPATIBLE.get(config.kind) or OPENAI_COMPATIBLE["openai"]
         self.base_url = config.network.base_url or self.spec.base_url
+        # Google's own OpenAI-compatible endpoints read extra_content; every other upstream refuses it.
+        self.keeps_extra_content = "googleapis.com" in self.base_url
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -67,6 +103,8 @@ class OpenAIProvider(Provider):
     # -- request types --------------------------------------------------------------------
 
     def chat_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
+        if not self.keeps_extra_content:
+            body = without_google_extras(body)
         return self.post_json(self.url(CHAT, model, key), {**body, "model": model}, self.headers(key, ctx), ctx, parse_error)
 
     def text_completion(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> dict:
@@ -77,6 +115,8 @@ class OpenAIProvider(Provider):
         return self.post_json(url, {**body, "model": model}, self.headers(key, ctx), ctx, parse_error)
 
     def chat_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:
+        if not self.keeps_extra_content:
+            body = without_google_extras(body)
         return self._stream(CHAT, body, model, key, ctx)
 
     def text_completion_stream(self, body: dict, model: str, key: Key | None, ctx: RequestContext) -> Iterator[dict]:

@@ -3,7 +3,9 @@
 (chat/completions|completions|embeddings).
 
 Requests are checked the way OpenAI checks them (auth, JSON, required fields, message roles and
-content parts, tool-call pairing, stream_options); unknown top-level fields are accepted.
+content parts, tool-call pairing, stream_options); unknown top-level fields are accepted, but an
+unknown field inside a message or a tool call is the API's 400 "Unknown parameter" (e.g. Gemini's
+``extra_content``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,16 @@ PART_TYPES = {
     "assistant": ("text", "refusal"),
     "system": ("text",), "developer": ("text",), "tool": ("text",), "function": ("text",),
 }
+# The fields each message role (and each tool call) may have, as in OpenAI's API reference; an
+# assistant message may also carry the reply fields the openai SDK's model_dump() leaves on it
+# (annotations), which the API accepts back.
+MESSAGE_FIELDS = {
+    "system": {"role", "content", "name"}, "developer": {"role", "content", "name"},
+    "user": {"role", "content", "name"},
+    "assistant": {"role", "content", "name", "refusal", "audio", "tool_calls", "function_call", "annotations"},
+    "tool": {"role", "content", "tool_call_id"}, "function": {"role", "content", "name"},
+}
+TOOL_CALL_FIELDS = {"id", "type", "function", "custom"}
 AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|completions|embeddings)$")
 AZURE_KINDS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
 
@@ -189,8 +201,15 @@ def validate_tool_calls(calls, p: str) -> set:
                 raise missing(f"{q}.function.{key}")
         if not isinstance(fn["arguments"], str):
             raise wrong_type(f"{q}.function.arguments", "a string", fn["arguments"])
+        unknown_field(call, TOOL_CALL_FIELDS, q)
         ids.add(call["id"])
     return ids
+
+
+def unknown_field(obj: dict, known: set, p: str) -> None:
+    for key in obj:
+        if key not in known:
+            raise Invalid(f"Unknown parameter: '{p}.{key}'.", f"{p}.{key}", code="unknown_parameter")
 
 
 def _unanswered(ids: set, index: int) -> Invalid:
@@ -217,6 +236,7 @@ def validate_messages(body: dict) -> None:
             raise missing(f"{p}.role")
         if role not in ROLES:
             raise bad_value(f"{p}.role", role, ROLES)
+        unknown_field(msg, MESSAGE_FIELDS[role], p)
         if role == "tool":
             call_id = msg.get("tool_call_id", _MISSING)
             if call_id is _MISSING:

@@ -264,6 +264,17 @@ def test_count_tokens(client, fake):
     assert seen.model == ANTHROPIC[1] and seen.api_key == "sk-ant-1"
 
 
+def test_count_tokens_on_gemini_is_geminis_own_count(client, fake):
+    """Translated to a Gemini countTokens request: the count is the upstream's, not an estimate."""
+    count = client.messages.count_tokens(model="gemini/gemini-2.5-flash", system="Be brief.",
+                                         messages=[{"role": "user", "content": "How many tokens is this?"}])
+    assert count.input_tokens == count_tokens("Be brief.") + count_tokens("How many tokens is this?")
+    seen = upstream_request(fake, "/v1beta/models/gemini-2.5-flash:countTokens")
+    inner = seen.body["generateContentRequest"]
+    assert inner["contents"] == [{"role": "user", "parts": [{"text": "How many tokens is this?"}]}]
+    assert inner["systemInstruction"]["parts"] == [{"text": "Be brief."}]
+
+
 def test_count_tokens_on_a_provider_without_it_is_a_clear_400(client, fake):
     with pytest.raises(anthropic.BadRequestError) as raised:
         client.messages.count_tokens(model=OPENAI[0], messages=[{"role": "user", "content": "hi"}])

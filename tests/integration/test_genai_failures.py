@@ -166,3 +166,37 @@ def test_gemini_error_event_mid_stream_is_relayed(gateway, fake):
     unified = requests.post(gateway.url + "/v1/chat/completions", timeout=10, json={
         "model": "gemini/gemini-2.5-flash", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
     assert "[DONE]" not in unified.text and '"overloaded"' in unified.text
+
+
+# -- a Gemini-only body: passed through to Gemini, untranslatable for the others --------------------
+
+SEARCH_BODY = {"contents": [{"role": "user", "parts": [{"text": "Hello!"}]}], "tools": [{"googleSearch": {}}]}
+
+
+def generate(gateway, model: str, fallbacks: list[str] | None = None):
+    headers = {"x-bf-fallbacks": ",".join(fallbacks)} if fallbacks else {}
+    return requests.post(f"{gateway.url}/genai/v1beta/models/{model}:generateContent", json=SEARCH_BODY,
+                         headers=headers, timeout=30)
+
+
+def test_a_gemini_only_tool_passes_through_to_gemini(gateway, fake):
+    reply = generate(gateway, "gemini-2.5-flash", ["openai/gpt-4o-mini"])
+    assert reply.status_code == 200, reply.text
+    assert fake.requests[-1].body["tools"] == [{"googleSearch": {}}]
+
+
+def test_a_gemini_only_tool_cannot_be_translated_and_the_primarys_error_wins(gateway, fake):
+    """Gemini fails every attempt; the OpenAI fallback cannot express googleSearch, so it is never
+    called, and the client gets the primary's own 500."""
+    fake.plan(*[Status(500)] * 3)
+    reply = generate(gateway, "gemini-2.5-flash", ["openai/gpt-4o-mini"])
+    assert reply.status_code == 500 and reply.json()["error"]["status"] == "INTERNAL"
+    assert {r.dialect for r in fake.requests} == {"gemini"} and len(fake.requests) == 3
+
+
+def test_a_gemini_only_tool_to_another_provider_is_a_400_naming_it(gateway, fake):
+    reply = generate(gateway, "openai/gpt-4o-mini")
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and error["code"] == 400
+    assert error["message"] == "only functionDeclarations tools can be sent to this provider" and fake.requests == []

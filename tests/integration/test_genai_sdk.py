@@ -174,6 +174,19 @@ def test_count_tokens_on_gemini(gateway, fake):
     assert request.body == {"contents": [{"parts": [{"text": "The quick brown fox"}], "role": "user"}]}
 
 
+def test_count_tokens_on_anthropic_is_anthropics_own_count(gateway, fake):
+    """Translated to Anthropic's /v1/messages/count_tokens (which refuses max_tokens and the like)."""
+    reply = client_for(gateway).models.count_tokens(model="anthropic/claude-haiku-4-5",
+                                                    contents="The quick brown fox")
+    assert reply.total_tokens == 4
+    (request,) = fake.requests
+    assert request.path == "/v1/messages/count_tokens" and request.dialect == "anthropic"
+    assert request.body == {"model": "claude-haiku-4-5",
+                            "messages": [{"role": "user",
+                                          "content": [{"type": "text", "text": "The quick brown fox"}]}]}
+    assert_no_client_credentials(fake.requests)
+
+
 def test_count_tokens_on_a_provider_without_it_is_a_google_client_error(gateway, fake):
     with pytest.raises(errors.ClientError) as info:
         client_for(gateway).models.count_tokens(model="openai/gpt-4o-mini", contents="hi")

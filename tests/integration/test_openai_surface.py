@@ -85,6 +85,27 @@ def test_models_list(gateway, base):
     assert "openai/gpt-4o-mini" in ids and "anthropic/claude-haiku-4-5" in ids
 
 
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("model,path", [
+    ("text-embedding-3-small", "/v1/embeddings"),
+    ("gemini/gemini-embedding-001", "/v1beta/models/gemini-embedding-001:batchEmbedContents"),
+], ids=["default-openai", "gemini"])
+def test_embeddings_on_every_openai_base(gateway, fake, base, model, path):
+    """A model without a provider prefix is openai's here too; the SDK's default base64 is decoded by it."""
+    with sdk(gateway, base) as client:
+        reply = client.embeddings.create(model=model, input="Hello there", dimensions=4)
+    assert len(reply.data) == 1 and len(reply.data[0].embedding) == 4
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens
+    [seen] = fake.requests
+    assert seen.path == path and "sk-client-secret" not in json.dumps(seen.headers)
+
+
+def test_embeddings_bad_input_names_the_field(gateway, fake):
+    with sdk(gateway) as client, pytest.raises(openai.BadRequestError) as raised:
+        client.embeddings.create(model="text-embedding-3-small", input=[])
+    assert raised.value.body["param"] == "input" and fake.requests == []
+
+
 def test_text_completion(gateway, fake):
     with sdk(gateway) as client:
         reply = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi")
@@ -157,6 +178,19 @@ def test_azure_client_stream_and_completions(gateway, fake):
         text = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi").choices[0].text
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == DEFAULT_TEXT
     assert text == DEFAULT_TEXT and fake.requests[-1].path == "/v1/completions"
+
+
+@pytest.mark.parametrize("deployment,path", [
+    ("text-embedding-3-small", "/v1/embeddings"),
+    ("azure/text-embedding-3-small", "/openai/deployments/text-embedding-3-small-eu/embeddings"),
+    ("gemini/gemini-embedding-001", "/v1beta/models/gemini-embedding-001:batchEmbedContents"),
+], ids=["plain", "azure", "gemini"])
+def test_azure_client_embeddings(gateway, fake, deployment, path):
+    with azure(gateway) as client:
+        reply = client.embeddings.create(model=deployment, input=["one", "two"], dimensions=8)
+    assert [len(d.embedding) for d in reply.data] == [8, 8] and [d.index for d in reply.data] == [0, 1]
+    seen = fake.requests[-1]
+    assert seen.path == path and "azure-client-key" not in json.dumps(seen.headers)
 
 
 def test_azure_unknown_operation_is_404(gateway):

@@ -41,6 +41,9 @@ def app_and_recorder(fake):
         "anthropic": {"keys": [{"name": "a", "value": "sk-ant-1", "models": ["*"]}],
                       "network_config": {"base_url": fake.url, "max_retries": 1, "retry_backoff_initial": 1,
                                          "retry_backoff_max": 2}},
+        "gemini": {"keys": [{"name": "g", "value": "gm-key-1", "models": ["*"]}],
+                   "network_config": {"base_url": fake.url, "max_retries": 1, "retry_backoff_initial": 1,
+                                      "retry_backoff_max": 2}},
     }})
     app = create_app(config)
     recorder = Recorder()
@@ -108,3 +111,67 @@ def test_openai_surface_call(app_and_recorder, fake):
     [call] = recorder.calls
     assert call.surface == "openai" and call.native is None and call.passthrough is False
     assert call.usage["completion_tokens"] == count_tokens(DEFAULT_TEXT)
+
+
+GEMINI_BODY = {"systemInstruction": {"parts": [{"text": "Be brief."}]},
+               "contents": [{"role": "user", "parts": [{"text": "Hello there"}]}]}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("model,passthrough", [("gemini-2.5-flash", True), ("openai/gpt-4o-mini", False)],
+                         ids=["gemini", "openai"])
+def test_genai_surface_call(app_and_recorder, fake, model, passthrough, stream):
+    """/genai on the same mechanism as /anthropic: a NativeRequest, decided per attempt."""
+    app, recorder = app_and_recorder
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    with app.test_client() as client:
+        reply = client.post(f"/genai/v1beta/models/{model}:{method}", json=GEMINI_BODY)
+        reply.get_data()
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    [before] = recorder.before_bodies
+    assert before["messages"] == [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": "Hello there"}]
+    [call] = recorder.calls
+    assert call.surface == "genai" and call.passthrough is passthrough and call.error is None
+    assert call.native.body == GEMINI_BODY
+    assert call.usage["completion_tokens"] == count_tokens(DEFAULT_TEXT)
+    assert call.usage["prompt_tokens"] == count_tokens("Be brief.") + count_tokens("Hello there")
+    if not stream:
+        assert call.reply["choices"][0]["message"]["content"] == DEFAULT_TEXT
+
+
+@pytest.mark.parametrize("method,body,request_type", [
+    ("countTokens", {"contents": GEMINI_BODY["contents"]}, "count_tokens"),
+    ("embedContent", {"content": {"parts": [{"text": "Hello there"}]}}, "embedding"),
+    ("batchEmbedContents", {"requests": [{"model": "models/gemini-embedding-001",
+                                          "content": {"parts": [{"text": "Hello there"}]}}]}, "embedding"),
+])
+def test_genai_other_methods_pass_through_to_gemini(app_and_recorder, fake, method, body, request_type):
+    app, recorder = app_and_recorder
+    model = "gemini-embedding-001" if request_type == "embedding" else "gemini-2.5-flash"
+    with app.test_client() as client:
+        reply = client.post(f"/genai/v1beta/models/{model}:{method}", json=body)
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    assert fake.requests[-1].path == f"/v1beta/models/{model}:{method}"
+    [call] = recorder.calls
+    assert call.request_type == request_type and call.passthrough is True and call.surface == "genai"
+    assert isinstance(call.reply, dict) and call.body is not None  # canonical for the plugins
+
+
+@pytest.mark.parametrize("model,passthrough,path", [
+    ("claude-haiku-4-5", True, "/v1/messages/count_tokens"),
+    ("gemini/gemini-2.5-flash", False, "/v1beta/models/gemini-2.5-flash:countTokens"),
+], ids=["anthropic", "gemini"])
+def test_anthropic_count_tokens_call(app_and_recorder, fake, model, passthrough, path):
+    """Passed through or translated, plugins read the same canonical count."""
+    app, recorder = app_and_recorder
+    with app.test_client() as client:
+        reply = client.post("/anthropic/v1/messages/count_tokens", headers=ANTHROPIC_HEADERS,
+                            json={"model": model, "messages": HELLO})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    assert reply.get_json() == {"input_tokens": count_tokens("Hello there")}
+    assert fake.requests[-1].path == path
+    [call] = recorder.calls
+    assert call.request_type == "count_tokens" and call.passthrough is passthrough
+    assert call.reply == {"input_tokens": count_tokens("Hello there")}
+    assert call.body["messages"] == HELLO

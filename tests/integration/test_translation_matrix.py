@@ -6,8 +6,8 @@ feature (plain text, a tool call, an image input, usage) and checks what the SDK
 caller AND what the upstream received. The error cells send an upstream 429 / 500 on every
 attempt and expect the SDK's own exception class with that status.
 
-Adding a dialect (Gemini) is one more ``Ingress`` subclass in INGRESSES and one more
-``Upstream`` in UPSTREAMS; every cell is then generated for it.
+A dialect is one ``Ingress`` subclass in INGRESSES and one ``Upstream`` in UPSTREAMS; every
+cell is generated for each pair (OpenAI, Anthropic and Gemini today: 3 x 3 x 2 modes).
 """
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
 
 from tests.fakes.behaviours import Combine, Reply, Status, Stream
 from tests.fakes.common import count_tokens
@@ -28,7 +31,7 @@ PNG = base64.b64encode(bytes.fromhex(
     "1f15c4890000000d49444154789c6360f8ffff3f0005fe02fea7d6a4c50000000049454e44ae426082"
 )).decode()
 WEATHER_SCHEMA = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
-ATTEMPTS = 3  # conftest: max_retries 2 on openai and anthropic
+ATTEMPTS = 3  # conftest: max_retries 2 on openai, anthropic and gemini
 
 
 # -- upstreams (what the fake provider saw) ----------------------------------------------------------
@@ -37,7 +40,7 @@ ATTEMPTS = 3  # conftest: max_retries 2 on openai and anthropic
 class Upstream:
     name: str
     model: str  # the model string a client sends to reach it
-    path: str  # where the fake received the request
+    path: str  # where the fake received the request (a prefix: Gemini's method follows the model)
 
     def image_data(self, body: dict) -> list[str]:
         raise NotImplementedError
@@ -63,10 +66,16 @@ class AnthropicUpstream(Upstream):
         return found
 
 
+class GeminiUpstream(Upstream):
+    def image_data(self, body):
+        return [part["inlineData"]["data"] for content in body["contents"] for part in content.get("parts") or ()
+                if "inlineData" in part]
+
+
 UPSTREAMS = [
     OpenAIUpstream("openai", "openai/gpt-4o-mini", "/v1/chat/completions"),
     AnthropicUpstream("anthropic", "anthropic/claude-3-5-haiku-latest", "/v1/messages"),
-    # Gemini: GeminiUpstream("gemini", "gemini/gemini-2.0-flash", "/v1beta/models/gemini-2.0-flash:generateContent")
+    GeminiUpstream("gemini", "gemini/gemini-2.5-flash", "/v1beta/models/gemini-2.5-flash:"),
 ]
 
 
@@ -88,6 +97,10 @@ class Ingress:
 
     def client(self, gateway):
         raise NotImplementedError
+
+    @staticmethod
+    def status(error: Exception) -> int:
+        return error.status_code
 
     def ask(self, client, model: str, *, stream: bool, tools: bool = False, image: bool = False) -> Answer:
         raise NotImplementedError
@@ -168,7 +181,48 @@ class AnthropicIngress(Ingress):
         return answer
 
 
-INGRESSES = [OpenAIIngress(), AnthropicIngress()]  # Gemini: GeminiIngress()
+class GeminiIngress(Ingress):
+    name = "gemini"
+    errors = {429: genai_errors.ClientError, 500: genai_errors.ServerError}
+
+    @staticmethod
+    def status(error):
+        return error.code
+
+    def client(self, gateway):
+        return genai.Client(api_key="client-key", http_options={"base_url": gateway.url + "/genai", "timeout": 30_000})
+
+    def ask(self, client, model, *, stream, tools=False, image=False):
+        parts = [types.Part(text="Describe the weather")]
+        if image:
+            parts.append(types.Part.from_bytes(data=base64.b64decode(PNG), mime_type="image/png"))
+        config = types.GenerateContentConfig(max_output_tokens=200)
+        if tools:
+            config.tools = [types.Tool(function_declarations=[types.FunctionDeclaration(
+                name="get_weather", parameters_json_schema=WEATHER_SCHEMA)])]
+        kwargs = {"model": model, "contents": [types.Content(role="user", parts=parts)], "config": config}
+        replies = (list(client.models.generate_content_stream(**kwargs)) if stream
+                   else [client.models.generate_content(**kwargs)])
+        answer = Answer()
+        for reply in replies:
+            candidate = reply.candidates[0] if reply.candidates else None
+            for part in (candidate.content.parts or ()) if candidate and candidate.content else ():
+                if part.text and not part.thought:
+                    answer.text += part.text
+                if part.function_call:
+                    answer.tool_calls.append((part.function_call.name, dict(part.function_call.args)))
+            if candidate and candidate.finish_reason:
+                # Gemini finishes a function call with STOP; the call itself says it is one.
+                assert candidate.finish_reason == types.FinishReason.STOP
+                answer.finish = "tool" if answer.tool_calls else "stop"
+        usage = replies[-1].usage_metadata
+        answer.usage_in_last_event = usage is not None and usage.candidates_token_count is not None
+        if usage:
+            answer.input_tokens, answer.output_tokens = usage.prompt_token_count, usage.candidates_token_count or 0
+        return answer
+
+
+INGRESSES = [OpenAIIngress(), AnthropicIngress(), GeminiIngress()]
 MODES = ["json", "stream"]
 
 
@@ -186,7 +240,7 @@ def sdk(gateway, request):
 
 
 def seen(fake, upstream: Upstream):
-    requests = [r for r in fake.requests if r.path == upstream.path]
+    requests = [r for r in fake.requests if r.path.startswith(upstream.path)]
     assert requests, [r.path for r in fake.requests]
     return requests[-1]
 
@@ -217,7 +271,9 @@ def test_image_input(sdk, fake, ingress, upstream, mode):
     fake.plan(Combine(Reply(content=TEXT), Stream(chunks=2)))
     answer = ingress.ask(sdk, upstream.model, stream=mode == "stream", image=True)
     assert answer.text == TEXT
-    assert upstream.image_data(seen(fake, upstream).body) == [PNG]
+    # The bytes arrive unchanged (google-genai writes them URL-safe base64; Gemini reads either alphabet).
+    assert [base64.urlsafe_b64decode(data.replace("+", "-").replace("/", "_"))
+            for data in upstream.image_data(seen(fake, upstream).body)] == [base64.b64decode(PNG)]
 
 
 @pytest.mark.parametrize("ingress,upstream,mode", cells())
@@ -236,5 +292,5 @@ def test_upstream_error_reaches_the_sdk_as_its_own_class(sdk, fake, ingress, ups
     fake.plan(*[Status(status)] * ATTEMPTS)
     with pytest.raises(ingress.errors[status]) as raised:
         ingress.ask(sdk, upstream.model, stream=mode == "stream")
-    assert raised.value.status_code == status
-    assert len([r for r in fake.requests if r.path == upstream.path]) == ATTEMPTS  # retried, then reported
+    assert ingress.status(raised.value) == status
+    assert len([r for r in fake.requests if r.path.startswith(upstream.path)]) == ATTEMPTS  # retried, then reported

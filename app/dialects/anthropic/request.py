@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 from app.dialects.anthropic.response import dumps as _dumps
+from app.dialects.gemini.common import split_id_signature, with_signature
+from app.dialects.openai import SYSTEM_ROLES, iter_messages, iter_parts, part_text, unsupported_role
 from app.errors import bad_request, echo
 
 # The only media types Anthropic accepts for base64 images.
@@ -92,12 +94,8 @@ def _convert_messages(messages: list) -> tuple[list[dict], list[dict]]:
     """Split canonical messages into Anthropic ``system`` blocks and turns."""
     system: list[dict] = []
     turns: list[dict] = []
-    for i, msg in enumerate(messages):
-        path = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise bad_request("each message must be an object", param=path)
-        role = msg.get("role")
-        if role in ("system", "developer"):
+    for path, msg, role in iter_messages(messages):
+        if role in SYSTEM_ROLES:
             # Anthropic has no system role, only the top-level field.
             system.extend(_content_blocks(msg.get("content"), f"{path}.content", allow_images=False))
             continue
@@ -108,7 +106,7 @@ def _convert_messages(messages: list) -> tuple[list[dict], list[dict]]:
         elif role == "tool":
             role, blocks = "user", [_tool_result(msg, path)]
         else:
-            raise bad_request(f"message role {echo(role)!r} is not supported", param=f"{path}.role")
+            raise unsupported_role(role, path)
         # Anthropic rejects empty content; a turn without any says nothing.
         if blocks:
             _append_turn(turns, role, blocks)
@@ -144,22 +142,17 @@ def _content_blocks(content: Any, path: str, *, allow_images: bool) -> list[dict
     if not isinstance(content, list):
         raise bad_request("message content must be a string or an array of parts", param=path)
     blocks = []
-    for j, part in enumerate(content):
-        block = _part_block(part, f"{path}[{j}]", allow_images)
+    for where, part, kind in iter_parts(content, path):
+        block = _part_block(part, kind, where, allow_images)
         if block is not None:
             blocks.append(block)
     return blocks
 
 
-def _part_block(part: Any, path: str, allow_images: bool) -> dict | None:
-    if not isinstance(part, dict):
-        raise bad_request("content parts must be objects", param=path)
-    kind = part.get("type")
+def _part_block(part: dict, kind: Any, path: str, allow_images: bool) -> dict | None:
     if kind in ("text", "refusal"):
         # An assistant's refusal part is text the model said; keep it as such.
-        text = part.get(kind)
-        if not isinstance(text, str):
-            raise bad_request(f"{kind} part needs a string '{kind}'", param=f"{path}.{kind}")
+        text = part_text(part, kind, path)
         if not text.strip():
             # Anthropic rejects empty and whitespace-only text blocks.
             return None
@@ -440,7 +433,7 @@ def _tool_message(block: dict, path: str) -> dict:
     if block.get("is_error"):
         # Chat Completions has no error flag on a tool result; say it in the text.
         text = "Error: " + text
-    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+    return {"role": "tool", "tool_call_id": _split_id(block["tool_use_id"])[0], "content": text}
 
 
 def _image_part(source: Any, path: str) -> dict:
@@ -465,8 +458,9 @@ def _assistant_message(content: Any, path: str) -> dict:
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": block.get("name"), "arguments": _dumps(block.get("input") or {})}})
+            call_id, signature = _split_id(block.get("id"))
+            calls.append(with_signature({"id": call_id, "type": "function", "function": {
+                "name": block.get("name"), "arguments": _dumps(block.get("input") or {})}}, signature))
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:
@@ -475,6 +469,13 @@ def _assistant_message(content: Any, path: str) -> dict:
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def _split_id(call_id: Any) -> tuple[Any, str | None]:
+    """A tool_use id that carries a Gemini thought signature (see response.tool_use_id) is the
+    canonical call id plus ``extra_content``; an OpenAI-family upstream then gets a short id and
+    no signature, a Gemini upstream the signature."""
+    return split_id_signature(call_id) if isinstance(call_id, str) else (call_id, None)
 
 
 def _function_tool(tool: Any, i: int) -> dict:

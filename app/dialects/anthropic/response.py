@@ -9,7 +9,8 @@ import json
 import time
 from typing import Any
 
-from app.errors import GatewayError
+from app.dialects.gemini.common import id_with_signature, signature_of
+from app.errors import GatewayError, name_for_status
 
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -163,6 +164,15 @@ def tool_input(arguments: Any) -> dict:
     return value if isinstance(value, dict) else {"arguments": arguments}
 
 
+def tool_use_id(call: dict) -> Any:
+    """A canonical tool call's id as a tool_use id. A tool_use block has no room for Gemini's
+    thought signature, so it rides in the id (app.dialects.gemini ``id_with_signature``) and
+    comes back, unchanged, with the client's next turn."""
+    call_id = call.get("id")
+    signature = signature_of(call)
+    return id_with_signature(call_id, signature) if signature and isinstance(call_id, str) else call_id
+
+
 def chat_response_to_message(resp: dict, model: str | None = None) -> dict:
     """Convert a canonical ``chat.completion`` into an Anthropic Message object."""
     choices = resp.get("choices") or [{}]
@@ -180,7 +190,7 @@ def chat_response_to_message(resp: dict, model: str | None = None) -> dict:
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
+        content.append({"type": "tool_use", "id": tool_use_id(call), "name": function.get("name"),
                         "input": tool_input(function.get("arguments"))})
     if not content and message.get("refusal"):
         content.append({"type": "text", "text": message["refusal"]})
@@ -248,7 +258,7 @@ def error_type_for(status: int, error_type: str | None = None) -> str:
         expected = _STREAM_ERRORS.get(error_type, (413,))[0]
         if expected == status or (error_type == "overloaded_error" and status in (503, 529)):
             return error_type
-    return _TYPE_BY_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    return name_for_status(status, _TYPE_BY_STATUS, "api_error", "invalid_request_error")
 
 
 def error_body(error: GatewayError) -> dict:

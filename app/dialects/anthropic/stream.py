@@ -12,6 +12,7 @@ from typing import Any
 from app.dialects.anthropic.response import _STREAM_ERRORS, _finish_reason, anthropic_usage, stop_reason
 from app.dialects.anthropic.response import chat_usage as _chat_usage
 from app.dialects.anthropic.response import dumps as _dumps
+from app.dialects.anthropic.response import tool_use_id
 from app.errors import GatewayError
 
 
@@ -241,7 +242,7 @@ class ChatStreamToAnthropic:
         position = call.get("index", 0)
         function = call.get("function") or {}
         if position not in self._tools:
-            block = {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": {}}
+            block = {"type": "tool_use", "id": tool_use_id(call), "name": function.get("name"), "input": {}}
             events.extend(self._open("tool_use", block))
             self._tools[position] = self._index
         arguments = function.get("arguments")

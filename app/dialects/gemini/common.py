@@ -10,6 +10,8 @@ import secrets
 import string
 from typing import Any
 
+from app.errors import name_for_status
+
 # HTTP status -> google.rpc.Code name, as Google's APIs pair them.
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -86,9 +88,7 @@ def status_name(http_status: int, hint: str | None = None) -> str:
     """The google.rpc.Code name for an HTTP status (an upstream's own name wins)."""
     if hint in _STATUS_CODES:
         return hint
-    if http_status in STATUS_NAMES:
-        return STATUS_NAMES[http_status]
-    return "INTERNAL" if http_status >= 500 else "INVALID_ARGUMENT"
+    return name_for_status(http_status, STATUS_NAMES, "INTERNAL", "INVALID_ARGUMENT")
 
 
 def error_body(http_status: int, message: str, status: str | None = None) -> dict:

@@ -10,6 +10,7 @@ import json
 import mimetypes
 from typing import Any
 
+from app.dialects.openai import SYSTEM_ROLES, iter_messages, iter_parts, part_text, unsupported_role
 from app.errors import bad_request
 
 from .common import FINISH_FROM_CHAT, signature_of, split_id_signature, usage_from_chat
@@ -30,12 +31,8 @@ def chat_request_to_gemini(req: dict, model: str = "") -> dict:
     system: list[dict] = []
     contents: list[dict] = []
     call_names: dict[str, str] = {}
-    for i, msg in enumerate(messages):
-        path = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise bad_request("each message must be an object", param=path)
-        role = msg.get("role")
-        if role in ("system", "developer"):
+    for path, msg, role in iter_messages(messages):
+        if role in SYSTEM_ROLES:
             system.extend(_parts(msg.get("content"), f"{path}.content", media=False))
         elif role == "user":
             _append(contents, "user", _parts(msg.get("content"), f"{path}.content", media=True))
@@ -44,7 +41,7 @@ def chat_request_to_gemini(req: dict, model: str = "") -> dict:
         elif role in ("tool", "function"):
             _append(contents, "user", [_function_response(msg, path, call_names)])
         else:
-            raise bad_request(f"message role {role!r} is not supported", param=f"{path}.role")
+            raise unsupported_role(role, path)
     if not contents:
         raise bad_request("at least one user or assistant message with content is required", param="messages")
     body: dict[str, Any] = {"contents": contents}
@@ -85,15 +82,9 @@ def _parts(content: Any, path: str, *, media: bool) -> list[dict]:
     if not isinstance(content, list):
         raise bad_request("message content must be a string or an array of parts", param=path)
     parts = []
-    for j, part in enumerate(content):
-        where = f"{path}[{j}]"
-        if not isinstance(part, dict):
-            raise bad_request("content parts must be objects", param=where)
-        kind = part.get("type")
+    for where, part, kind in iter_parts(content, path):
         if kind in ("text", "refusal"):
-            text = part.get(kind)
-            if not isinstance(text, str):
-                raise bad_request(f"{kind} part needs a string '{kind}'", param=f"{where}.{kind}")
+            text = part_text(part, kind, where)
             if text:
                 parts.append({"text": text})
         elif media and kind == "image_url":

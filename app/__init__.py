@@ -42,6 +42,11 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     app.register_blueprint(inference.bp)
     app.register_blueprint(health.bp)
+    from app.blueprints.api import logs as api_logs
+    from app.plugins import metrics
+
+    app.register_blueprint(api_logs.bp)
+    metrics.install(app, config)  # GET /metrics and the per-route HTTP series
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)

@@ -24,6 +24,7 @@ class RequestContext:
     pinned_key: str | None = None  # x-bf-api-key: use the provider key with this name
     forward_headers: dict[str, str] = field(default_factory=dict)
     upstream_seconds: float = 0.0  # time spent waiting for providers, for the overhead header
+    environ: dict = field(default_factory=dict, repr=False)  # the WSGI environ, for headers plugins read
 
     @classmethod
     def from_environ(cls, environ: dict) -> "RequestContext":
@@ -41,6 +42,7 @@ class RequestContext:
             request_id=request_id,
             pinned_key=environ.get("HTTP_X_BF_API_KEY") or None,
             forward_headers=forward,
+            environ=environ,
         )
 
     def elapsed_ms(self) -> float:

@@ -8,6 +8,7 @@ JSON error with the right status.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -68,6 +69,7 @@ class Stream:
     chunks: int = 0
     call: Call | None = None
     _on_close: Callable[["Stream"], None] | None = field(default=None, repr=False)
+    price: Callable[[dict], float | None] | None = field(default=None, repr=False)  # usage -> USD
     _ended: bool = field(default=False, repr=False)  # the upstream stream ran to its end
     _closed: bool = field(default=False, repr=False)
 
@@ -174,7 +176,8 @@ class Engine:
             except BaseException:
                 gate.release()
                 raise
-            return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed)
+            return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed,
+                          price=functools.partial(self.pricing.cost, served.provider, served.model))
 
         try:
             self.plugins.before(call)
@@ -327,9 +330,14 @@ def stream_extra_fields(request_type: str, served: Served) -> dict:
     return extra
 
 
-def stamp(reply: dict, request_type: str, served: Served, ctx: RequestContext) -> dict:
-    """Add ``extra_fields`` with the latency to a canonical reply or a stream's final chunk."""
+_NO_COST = object()
+
+
+def stamp(reply: dict, request_type: str, served: Served, ctx: RequestContext, cost: Any = _NO_COST) -> dict:
+    """Add ``extra_fields`` with the latency (and the USD cost, None if unknown) to a reply or a stream's final chunk."""
     extra = stream_extra_fields(request_type, served)
     extra["latency"] = round(ctx.elapsed_ms(), 3)
+    if cost is not _NO_COST:
+        extra["cost"] = cost
     reply["extra_fields"] = extra
     return reply

@@ -75,4 +75,11 @@ class Plugins:
 def build_plugins(config: "GatewayConfig") -> Plugins:
     """The built-in plugins, in hook order. Each concern adds its one line here."""
     plugins: list[Plugin] = []
+    if config.client.enable_logging:
+        from app.plugins.request_logs import RequestLogs
+
+        plugins.append(RequestLogs(config))
+    from app.plugins.metrics import MetricsPlugin
+
+    plugins.append(MetricsPlugin(config))
     return Plugins(plugins)

@@ -1,0 +1,1 @@
+"""The management API under /api (one module per surface: logs, ...)."""

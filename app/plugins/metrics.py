@@ -18,7 +18,7 @@ from app.plugins import Plugin
 if TYPE_CHECKING:
     from flask import Flask
 
-    from app.call import Attempt, Call
+    from app.call import Call
     from app.config import GatewayConfig
     from app.errors import GatewayError
 
@@ -208,20 +208,25 @@ class MetricsPlugin(Plugin):
         gauge.inc()
         call.state["metrics.active"] = gauge
 
-    def on_attempt(self, call: "Call", attempt: "Attempt") -> None:
-        error = attempt.error
-        children = self.children(call, attempt.provider, attempt.model, error is None)
-        children.upstream.inc()
-        if error is None:
-            children.upstream_ok.observe(attempt.seconds)
-        else:
-            children.upstream_failed.observe(attempt.seconds)
-            self.series.provider_errors.labels(children.provider, error_type(error)).inc()
-
     def after(self, call: "Call") -> None:
         gauge = call.state.pop("metrics.active", None)
         if gauge is not None:
             gauge.dec()
+        # Attempts are counted here, once the request is over, so that a model that answered
+        # on a retry labels its failed first attempt too.
+        attempts = call.attempts
+        for attempt in attempts:
+            if attempt.error is None:
+                self._model_label(attempt.provider, attempt.model, True)
+        for attempt in attempts:
+            error = attempt.error
+            counted = self.children(call, attempt.provider, attempt.model, False)
+            counted.upstream.inc()
+            if error is None:
+                counted.upstream_ok.observe(attempt.seconds)
+            else:
+                counted.upstream_failed.observe(attempt.seconds)
+                self.series.provider_errors.labels(counted.provider, error_type(error)).inc()
         served = call.served
         if served is not None:
             children = self.children(call, served.provider, served.model, True)

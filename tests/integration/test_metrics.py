@@ -1,0 +1,124 @@
+"""GET /metrics: exact counts summed over two gunicorn workers, bounded labels, a fresh start per run."""
+from __future__ import annotations
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.gateway_process import GatewayProcess, free_port
+from tests.integration.conftest import gateway_config
+from tests.integration.observability_mix import run_mix, wait_for
+
+pytestmark = pytest.mark.integration
+BASE = {"method": "chat_completion", "team": "red"}
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    page = requests.get(url + "/metrics", timeout=5)
+    assert page.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(page.text):  # prometheus_client's own parser
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples, name: str, **labels) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples, name: str, **labels) -> float:
+    """The sum over every series of a metric whose labels include these."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+@pytest.fixture()
+def metrics_gateway(fake):
+    config = gateway_config(fake.url, free_port())
+    config["client"] = {"prometheus_labels": ["team"]}
+    server = GatewayProcess(config, workers=2, env={"TEST_OPENAI_KEY": "sk-openai-1"})
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_metrics_of_a_known_mix_are_exact_over_two_workers(metrics_gateway, fake):
+    url = metrics_gateway.url
+    sent = run_mix(url, fake)
+    ok = [s for s in sent if s.status == "success"]
+    # the disconnected stream finishes in the background once the gateway notices
+    assert wait_for(lambda: value(scrape(url), "bifrost_active_requests", provider="openai",
+                                  method="chat_completion") == 0 and
+                    total(scrape(url), "bifrost_requests_total") == len(sent), timeout=10)
+    m = scrape(url)
+
+    mini = {"provider": "openai", "model": "gpt-4o-mini"}
+    assert value(m, "bifrost_requests_total", **mini, status="success") == 9
+    assert value(m, "bifrost_requests_total", provider="openai", model="gpt-4o", status="success") == 1
+    assert value(m, "bifrost_requests_total", **mini, status="error") == 1  # the client that left
+    # a model that never answered does not become a label
+    assert value(m, "bifrost_requests_total", provider="perplexity", model="other", status="error") == 1
+    assert total(m, "bifrost_requests_total") == 12
+    assert not any(("model", "gpt-4o") in labels for (name, labels) in m if "perplexity" in dict(labels).values())
+
+    assert value(m, "bifrost_upstream_requests_total", **mini, **BASE) == 10
+    assert value(m, "bifrost_upstream_requests_total", provider="openai", model="gpt-4o", **BASE) == 2
+    assert value(m, "bifrost_upstream_requests_total", provider="refused", model="other", **BASE) == 1
+    assert value(m, "bifrost_upstream_requests_total", provider="perplexity", model="other", **BASE) == 1
+    assert total(m, "bifrost_upstream_requests_total") == 14
+
+    assert value(m, "bifrost_provider_errors_total", provider="openai", error_type="server_error") == 1
+    assert value(m, "bifrost_provider_errors_total", provider="refused", error_type="connection_error") == 1
+    assert value(m, "bifrost_provider_errors_total", provider="perplexity", error_type="rate_limit") == 1
+    assert total(m, "bifrost_provider_errors_total") == 3
+
+    assert value(m, "bifrost_success_requests_total", **mini, **BASE) == 9
+    assert value(m, "bifrost_success_requests_total", provider="openai", model="gpt-4o", **BASE) == 1
+    assert value(m, "bifrost_error_requests_total", **mini, **BASE) == 1
+    assert value(m, "bifrost_error_requests_total", provider="perplexity", model="other", **BASE) == 1
+
+    prompt = sum(s.usage["prompt_tokens"] for s in ok)
+    completion = sum(s.usage["completion_tokens"] for s in ok)
+    assert prompt > 0 and completion > 0
+    assert total(m, "bifrost_input_tokens_total") == prompt
+    assert total(m, "bifrost_output_tokens_total") == completion
+    assert total(m, "bifrost_cost_total") == pytest.approx(sum(s.cost for s in ok), rel=1e-9)
+
+    # histograms: one observation per client request / attempt / stream
+    assert value(m, "bifrost_request_duration_seconds_count", provider="openai") == 11
+    assert value(m, "bifrost_request_duration_seconds_count", provider="perplexity") == 1
+    assert value(m, "bifrost_request_duration_seconds_bucket", provider="openai", le="+Inf") == 11
+    assert total(m, "bifrost_upstream_latency_seconds_count") == 14
+    assert total(m, "bifrost_upstream_latency_seconds_count", is_success="false") == 3
+    assert total(m, "bifrost_request_retries_count") == 12
+    assert total(m, "bifrost_request_retries_sum") == 2  # the retried 500 and the fallback
+    assert total(m, "bifrost_stream_first_token_latency_seconds_count") == 3
+    assert total(m, "bifrost_stream_inter_token_latency_seconds_count") == 3
+    assert total(m, "bifrost_active_requests") == 0
+    assert total(m, "bifrost_log_writes_dropped_total") == 0
+
+    chat = {"path": "/v1/chat/completions", "method": "POST"}
+    assert value(m, "http_requests_total", **chat, status="200") == 11
+    assert value(m, "http_requests_total", **chat, status="429") == 1
+    assert value(m, "http_request_duration_seconds_count", **chat, status="200") == 11
+    # unknown routes share one label
+    assert value(m, "http_requests_total", path="unmatched", method="GET", status="404") == 2
+    assert not any(dict(labels).get("path", "").startswith("/nope") for (_, labels) in m)
+
+
+def test_restart_starts_counters_from_zero(fake):
+    server = GatewayProcess(gateway_config(fake.url, free_port()), workers=2, env={"TEST_OPENAI_KEY": "sk-openai-1"})
+    with server:
+        for _ in range(3):
+            assert requests.post(server.url + "/v1/chat/completions", timeout=10, json={
+                "model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+        assert total(scrape(server.url), "bifrost_requests_total") == 3
+        server.stop()
+        server.start()
+        after = scrape(server.url)
+        assert total(after, "bifrost_requests_total") == 0
+        assert total(after, "bifrost_upstream_requests_total") == 0
+        assert requests.post(server.url + "/v1/chat/completions", timeout=10, json={
+            "model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+        assert total(scrape(server.url), "bifrost_requests_total") == 1

@@ -28,6 +28,10 @@ class TcpProxy:
         """Refuse new connections and break the open ones."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             conns, self._conns = self._conns, set()
@@ -45,6 +49,9 @@ class TcpProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if self._listener is not listener:  # cut meanwhile
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)

@@ -58,6 +58,13 @@ class RequestLogs(Plugin):
         self._health: tuple[float, bool] = (0.0, True)
         self._wake = Event()
         self._stopping = False
+        self.schema_ready = False
+        try:  # at start-up when the store answers; otherwise the writer keeps trying
+            with gevent.Timeout(PING_TIMEOUT * 2):
+                self.store.ensure_schema()
+            self.schema_ready = True
+        except (Exception, gevent.Timeout) as exc:
+            log.warning("request logs: store not ready at start-up (%s); rows wait in the queue", exc)
         self._writer = gevent.spawn(self._run)
 
     # -- hooks (request path: keep them tiny) -------------------------------------------------
@@ -98,7 +105,7 @@ class RequestLogs(Plugin):
 
     def _run(self) -> None:
         delay = FLUSH_INTERVAL
-        schema_ready = False
+        schema_ready = self.schema_ready
         next_retention = 0.0
         deadline = None
         while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import Blueprint, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import GatewayError, bad_request
 from app.gateway import current_engine
@@ -17,6 +18,14 @@ from app.responses import json_response
 from app.stores.logs import SORT_COLUMNS, LogFilter, LogStore
 
 bp = Blueprint("api_logs", __name__)
+
+
+@bp.errorhandler(SQLAlchemyError)
+def _store_unreachable(exc: SQLAlchemyError):
+    from app.responses import error_response
+
+    return error_response(GatewayError(f"the log store cannot be reached: {exc.__class__.__name__}", 503,
+                                       error_type="service_unavailable", code="log_store_unavailable"))
 
 LIST_PARAMS = ("providers", "models", "status", "objects", "stop_reasons", "selected_key_ids", "virtual_key_ids",
                "team_ids", "customer_ids")

@@ -48,7 +48,13 @@ class Series:
         return series
 
     def __init__(self, custom: tuple[str, ...]) -> None:
-        registry = None if (MULTIPROCESS or self._made) else REGISTRY  # first set only: no name clashes
+        # In multiprocess mode the files are the registry. Otherwise the first set is exported
+        # from REGISTRY; another set (a second app with other custom labels, in tests) gets its own.
+        if MULTIPROCESS:
+            registry = None
+        else:
+            registry = CollectorRegistry(auto_describe=True) if self._made else REGISTRY
+        self.registry = registry
         base = ("provider", "model", "method", *custom)
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:

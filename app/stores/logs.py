@@ -148,19 +148,14 @@ class LogStore:
         """Upsert rows by id; a ``processing`` row never replaces a finished one."""
         if not rows:
             return
-        if self.postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = insert(logs)
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=[logs.c.id],
-            set_={name: excluded[name] for name in WRITE_COLUMNS if name != "id"},
-            where=or_(logs.c.status == "processing", excluded.status != "processing"),
-        )
         with self.engine.begin() as conn:
-            conn.execute(statement, list(rows))
+            if self.postgres:
+                # The whole batch as one JSON parameter: pg8000's executemany is a round trip per
+                # row, and a multi-row VALUES costs more to compile than to run.
+                unique = list({row["id"]: row for row in rows}.values())  # ON CONFLICT touches a row once
+                conn.execute(_PG_UPSERT, {"rows": orjson.dumps(unique).decode()})
+            else:
+                conn.execute(_SQLITE_UPSERT, list(rows))
 
     def delete(self, ids: Iterable[str]) -> int:
         ids = list(ids)
@@ -288,6 +283,28 @@ class LogStore:
         # FTS5 query syntax: each word quoted (a phrase of one), all of them required
         query = " ".join('"' + word.replace('"', '""') + '"' for word in words.split())
         return logs.c.seq.in_(text("SELECT rowid FROM logs_fts WHERE logs_fts MATCH :query").bindparams(query=query))
+
+
+def _sqlite_upsert():
+    from sqlalchemy.dialects.sqlite import insert
+
+    statement = insert(logs)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[logs.c.id],
+        set_={name: excluded[name] for name in WRITE_COLUMNS if name != "id"},
+        where=or_(logs.c.status == "processing", excluded.status != "processing"),
+    )
+
+
+_SQLITE_UPSERT = _sqlite_upsert()
+_COLUMNS = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
+_PG_UPSERT = text(
+    f"INSERT INTO logs ({_COLUMNS}) SELECT {_COLUMNS} FROM json_populate_recordset(NULL::logs, CAST(:rows AS json)) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in WRITE_COLUMNS if name != "id")
+    + " WHERE logs.status = 'processing' OR EXCLUDED.status <> 'processing'"
+)
 
 
 def iso(epoch: float | None) -> str | None:

@@ -140,9 +140,15 @@ def leave_mid_stream(url: str, model: str, text: str) -> str:
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
+    """Poll until predicate() is truthy; an exception (e.g. a server still starting) counts as not yet."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except (requests.RequestException, ValueError, KeyError):
+            if time.monotonic() > deadline:
+                raise
+            value = None
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)

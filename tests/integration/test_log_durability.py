@@ -131,3 +131,32 @@ def test_health_ignores_the_store_when_told(fake):
         assert requests.get(server.url + "/health", timeout=5).json() == {
             "status": "ok", "providers": sorted(config["providers"])}
         assert chat(server.url, "openai/gpt-4o-mini", "hi")[1].status_code == 200
+
+
+def test_a_worker_killed_hard_loses_at_most_its_last_second(fake, tmp_path):
+    config = gateway_config(fake.url, free_port())
+    env = {"TEST_OPENAI_KEY": "sk-openai-1"}
+    with GatewayProcess(config, workers=1, env=env, app_dir=str(tmp_path)) as server:
+        import time
+
+        worker = int(open(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read().split()[0])
+        done: list[tuple[float, str]] = []
+        session = requests.Session()
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:
+            request_id = str(uuid.uuid4())
+            reply = session.post(server.url + "/v1/chat/completions", timeout=10, headers={"x-request-id": request_id},
+                                 json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+            assert reply.status_code == 200
+            done.append((time.monotonic(), request_id))
+        os.kill(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        # gunicorn starts a new worker; the rows the dead one had stored are there
+        assert wait_for(lambda: requests.get(server.url + "/health", timeout=2).status_code == 200, timeout=20)
+        logged = set()
+        for offset in range(0, len(done) + 1000, 1000):
+            rows = requests.get(server.url + "/api/logs", timeout=10,
+                                params={"limit": 1000, "offset": offset, "status": "success"}).json()["logs"]
+            logged.update(row["id"] for row in rows)
+        older = {request_id for at, request_id in done if at < killed - 1.0}
+        assert len(older) > 10 and older <= logged, len(older - logged)

@@ -79,7 +79,7 @@ def fill(store: LogStore, rows: int) -> float:
             high = min(missing, low + 49_999)
             with store.engine.begin() as conn:
                 conn.execute(text(f"INSERT INTO logs ({columns}) SELECT {values.format(false='false')} "
-                                  f"FROM generate_series({low}, {high}) AS n"))
+                                  f"FROM generate_series({low}::bigint, {high}::bigint) AS n"))
         with store.engine.begin() as conn:
             conn.execute(text("ANALYZE logs"))
         return time.perf_counter() - started

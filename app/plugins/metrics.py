@@ -167,6 +167,7 @@ class MetricsPlugin(Plugin):
             for name, pc in config.providers.items()
         }
         self._children: dict[tuple, _Children] = {}
+        self._active: dict[tuple[str, str], Any] = {}
 
     # -- labels ------------------------------------------------------------------------------
 
@@ -208,9 +209,11 @@ class MetricsPlugin(Plugin):
     # -- hooks -------------------------------------------------------------------------------
 
     def before(self, call: "Call") -> None:
-        target = call.target
-        provider = target.provider if target.provider in self.providers else OTHER
-        gauge = self.series.active.labels(provider, call.request_type)
+        key = (call.target.provider, call.request_type)
+        gauge = self._active.get(key)
+        if gauge is None:
+            provider = key[0] if key[0] in self.providers else OTHER
+            gauge = self._active[key] = self.series.active.labels(provider, call.request_type)
         gauge.inc()
         call.state["metrics.active"] = gauge
 

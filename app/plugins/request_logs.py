@@ -70,8 +70,9 @@ class RequestLogs(Plugin):
     # -- hooks (request path: keep them tiny) -------------------------------------------------
 
     def before(self, call: "Call") -> None:
-        hidden = self.hide_content
-        if self.allow_override:
+        # an earlier plugin (governance: a virtual key's disable_content_logging) may have hidden it already
+        hidden = self.hide_content or call.state.get("logs.hidden") is True
+        if self.allow_override and not call.state.get("logs.hidden"):
             header = call.ctx.environ.get("HTTP_X_BF_DISABLE_CONTENT_LOGGING")
             if header is not None:
                 hidden = header.strip().lower() in _TRUE

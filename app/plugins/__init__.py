@@ -75,7 +75,7 @@ class Plugins:
 def build_plugins(config: "GatewayConfig") -> Plugins:
     """The built-in plugins, in hook order. Each concern adds its one line here."""
     plugins: list[Plugin] = []
-    if config.client.enable_logging:
+    if config.client.enable_logging and ((config.raw or {}).get("logs_store") or {}).get("enabled", True):
         from app.plugins.request_logs import RequestLogs
 
         plugins.append(RequestLogs(config))

@@ -36,6 +36,7 @@ PING_TIMEOUT = 2.0
 SUMMARY_LIMIT = 200
 SEARCH_TEXT_LIMIT = 100_000  # characters of a row's text that are indexed for content_search
 PARAMS_SKIPPED = frozenset({"messages", "prompt", "tools", "stream", "stream_options", "input"})
+ATTRIBUTION_FIELDS = ("virtual_key_id", "virtual_key_name", "team_id", "team_name", "customer_id", "customer_name")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -251,6 +252,11 @@ def row_of(call: "Call", kind: str, hidden: bool) -> dict:
         "content_hidden": hidden,
         "content": None,
     }
+    attribution = call.state.get("attribution")  # set by governance: virtual key, team, customer ids and names
+    if attribution:
+        for name in ATTRIBUTION_FIELDS:
+            if attribution.get(name) is not None:
+                row[name] = str(attribution[name])
     if final:
         row["latency"] = round(call.seconds * 1000.0, 3)
         row["cost"] = call.cost

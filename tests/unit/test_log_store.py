@@ -134,3 +134,16 @@ def test_text_completion_and_hidden_content():
     assert "gateway" in row["content"] and row["content_summary"] == "once upon a time"
     hidden = row_of(call, "final", True)
     assert hidden["content"] is None and hidden["input_history"] is None and hidden["content_hidden"] is True
+
+
+def test_attribution_from_an_earlier_plugin_fills_the_virtual_key_columns(tmp_path):
+    store = LogStore({"type": "sqlite", "config": {"path": str(tmp_path / "logs.db")}})
+    store.ensure_schema()
+    call = a_call()
+    call.state["attribution"] = {"virtual_key_id": "vk-1", "virtual_key_name": "team red", "team_id": "t1"}
+    store.write([row_of(call, "processing", False)])
+    row = store.get("r1")
+    assert (row["virtual_key_id"], row["virtual_key_name"], row["team_id"], row["customer_id"]) == (
+        "vk-1", "team red", "t1", None)
+    assert store.search(LogFilter(virtual_key_ids=["vk-1"]), "timestamp", "desc", 10, 0)[1] == 1
+    assert store.filterdata()["virtual_keys"] == [{"id": "vk-1", "name": "team red"}]

@@ -46,7 +46,12 @@ class RequestLogs(Plugin):
     def __init__(self, config: "GatewayConfig") -> None:
         client = config.client
         section = dict((config.raw or {}).get("logs_store") or {})
-        self.store = LogStore(section)
+        self.store = LogStore(section)  # reads (/api/logs, /health) from greenlets
+        # SQLite does its work (and waits for another worker's write lock) in C, blocking the
+        # event loop: the writer runs it in a thread of gevent's pool, on an engine of its own.
+        # pg8000 sockets are cooperative, so PostgreSQL writes stay in the greenlet.
+        self.in_thread = not self.store.postgres
+        self.writer_store = LogStore(section) if self.in_thread else self.store
         self.hide_content = client.disable_content_logging
         self.allow_override = client.allow_per_request_content_storage_override
         retention = section.get("retention_days")
@@ -118,7 +123,8 @@ class RequestLogs(Plugin):
                     schema_ready = True
                 if self.retention_days and time.time() >= next_retention and not stopping:
                     next_retention = time.time() + RETENTION_EVERY
-                    removed = self.store.delete_older_than(time.time() - self.retention_days * 86400)
+                    cutoff = time.time() - self.retention_days * 86400
+                    removed = self._db(self.writer_store.delete_older_than, cutoff)
                     if removed:
                         log.info("request logs: %d row(s) past retention deleted", removed)
                 self._flush()
@@ -164,7 +170,7 @@ class RequestLogs(Plugin):
                     log.exception("request logs: cannot build the row of request %s", call.ctx.request_id)
                     self._count_dropped()
             self.inflight = rows
-        self.store.write(self.inflight)
+        self._db(self.writer_store.write, self.inflight)
         self.inflight = []
 
     def _salvage(self) -> None:
@@ -176,11 +182,16 @@ class RequestLogs(Plugin):
             return
         for row in self.inflight:
             try:
-                self.store.write([row])
+                self._db(self.writer_store.write, [row])
             except Exception:
                 log.exception("request logs: row of request %s rejected by the store", row.get("id"))
                 self._count_dropped()
         self.inflight = []
+
+    def _db(self, method, *args):
+        if self.in_thread:
+            return gevent.get_hub().threadpool.apply(method, args)
+        return method(*args)
 
     def _count_dropped(self) -> None:
         from app.plugins.metrics import LOG_WRITES_DROPPED

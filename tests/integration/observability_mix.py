@@ -18,6 +18,7 @@ from tests.fakes import Reply, Status, Stream
 
 TEAM = {"x-bf-dim-team": "red"}
 STREAM_WORDS = "aardvark xylophone quasar"
+JSON_CONCURRENT = 12  # JSON requests sent at once, on new connections, so both workers serve some
 
 
 @dataclass
@@ -78,8 +79,8 @@ def run_mix(url: str, fake) -> list[Sent]:
                     cost=body["extra_fields"]["cost"], output=body["choices"][0]["message"]["content"],
                     prompt=prompt, headers=dict(reply.headers))
 
-    with ThreadPoolExecutor(6) as pool:
-        sent.extend(pool.map(json_ok, range(6)))
+    with ThreadPoolExecutor(JSON_CONCURRENT) as pool:
+        sent.extend(pool.map(json_ok, range(JSON_CONCURRENT)))
 
     for index, content in enumerate((STREAM_WORDS, None)):
         if content:

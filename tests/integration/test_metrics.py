@@ -1,13 +1,16 @@
 """GET /metrics: exact counts summed over two gunicorn workers, bounded labels, a fresh start per run."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway_process import GatewayProcess, free_port
 from tests.integration.conftest import gateway_config
-from tests.integration.observability_mix import run_mix, wait_for
+from tests.integration.observability_mix import JSON_CONCURRENT as J, run_mix, wait_for
 
 pytestmark = pytest.mark.integration
 BASE = {"method": "chat_completion", "team": "red"}
@@ -34,17 +37,27 @@ def total(samples, name: str, **labels) -> float:
 
 
 @pytest.fixture()
-def metrics_gateway(fake):
+def metrics_dir(tmp_path):
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    (folder / "counter_1.db").write_bytes(b"left over from an earlier run")
+    return folder
+
+
+@pytest.fixture()
+def metrics_gateway(fake, metrics_dir):
     config = gateway_config(fake.url, free_port())
     config["client"] = {"prometheus_labels": ["team"]}
-    server = GatewayProcess(config, workers=2, env={"TEST_OPENAI_KEY": "sk-openai-1"})
+    server = GatewayProcess(config, workers=2, env={"TEST_OPENAI_KEY": "sk-openai-1",
+                                                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
     server.start()
     yield server
     server.stop()
 
 
-def test_metrics_of_a_known_mix_are_exact_over_two_workers(metrics_gateway, fake):
+def test_metrics_of_a_known_mix_are_exact_over_two_workers(metrics_gateway, fake, metrics_dir):
     url = metrics_gateway.url
+    assert not (metrics_dir / "counter_1.db").exists()  # the master emptied the operator's directory
     sent = run_mix(url, fake)
     ok = [s for s in sent if s.status == "success"]
     # the disconnected stream finishes in the background once the gateway notices
@@ -52,28 +65,37 @@ def test_metrics_of_a_known_mix_are_exact_over_two_workers(metrics_gateway, fake
                                   method="chat_completion") == 0 and
                     total(scrape(url), "bifrost_requests_total") == len(sent), timeout=10)
     m = scrape(url)
+    # both workers served part of the mix: each wrote its own counter file
+    served = {path.name: sum(value for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))
+                             if json.loads(key)[1] == "bifrost_upstream_requests_total")
+              for path in metrics_dir.glob("counter_*.db")}
+    assert len(served) == 2 and all(served.values()), served
 
+    # The mix (observability_mix.run_mix): J JSON and 2 streams on openai/gpt-4o-mini; openai/gpt-4o
+    # answering after one 500 (2 attempts); refused/gpt-4o-mini (connection refused) falling back to
+    # openai/gpt-4o-mini; perplexity/gpt-4o answering 429; a stream on openai/gpt-4o-mini whose client
+    # leaves after the first event. J + 6 client requests, J + 8 upstream attempts.
     mini = {"provider": "openai", "model": "gpt-4o-mini"}
-    assert value(m, "bifrost_requests_total", **mini, status="success") == 9
+    assert value(m, "bifrost_requests_total", **mini, status="success") == J + 3  # JSON, 2 streams, fallback
     assert value(m, "bifrost_requests_total", provider="openai", model="gpt-4o", status="success") == 1
     assert value(m, "bifrost_requests_total", **mini, status="error") == 1  # the client that left
     # a model that never answered does not become a label
     assert value(m, "bifrost_requests_total", provider="perplexity", model="other", status="error") == 1
-    assert total(m, "bifrost_requests_total") == 12
+    assert total(m, "bifrost_requests_total") == J + 6
     assert not any(("model", "gpt-4o") in labels for (name, labels) in m if "perplexity" in dict(labels).values())
 
-    assert value(m, "bifrost_upstream_requests_total", **mini, **BASE) == 10
+    assert value(m, "bifrost_upstream_requests_total", **mini, **BASE) == J + 4
     assert value(m, "bifrost_upstream_requests_total", provider="openai", model="gpt-4o", **BASE) == 2
     assert value(m, "bifrost_upstream_requests_total", provider="refused", model="other", **BASE) == 1
     assert value(m, "bifrost_upstream_requests_total", provider="perplexity", model="other", **BASE) == 1
-    assert total(m, "bifrost_upstream_requests_total") == 14
+    assert total(m, "bifrost_upstream_requests_total") == J + 8
 
     assert value(m, "bifrost_provider_errors_total", provider="openai", error_type="server_error") == 1
     assert value(m, "bifrost_provider_errors_total", provider="refused", error_type="connection_error") == 1
     assert value(m, "bifrost_provider_errors_total", provider="perplexity", error_type="rate_limit") == 1
     assert total(m, "bifrost_provider_errors_total") == 3
 
-    assert value(m, "bifrost_success_requests_total", **mini, **BASE) == 9
+    assert value(m, "bifrost_success_requests_total", **mini, **BASE) == J + 3
     assert value(m, "bifrost_success_requests_total", provider="openai", model="gpt-4o", **BASE) == 1
     assert value(m, "bifrost_error_requests_total", **mini, **BASE) == 1
     assert value(m, "bifrost_error_requests_total", provider="perplexity", model="other", **BASE) == 1
@@ -86,12 +108,12 @@ def test_metrics_of_a_known_mix_are_exact_over_two_workers(metrics_gateway, fake
     assert total(m, "bifrost_cost_total") == pytest.approx(sum(s.cost for s in ok), rel=1e-9)
 
     # histograms: one observation per client request / attempt / stream
-    assert value(m, "bifrost_request_duration_seconds_count", provider="openai") == 11
+    assert value(m, "bifrost_request_duration_seconds_count", provider="openai") == J + 5
     assert value(m, "bifrost_request_duration_seconds_count", provider="perplexity") == 1
-    assert value(m, "bifrost_request_duration_seconds_bucket", provider="openai", le="+Inf") == 11
-    assert total(m, "bifrost_upstream_latency_seconds_count") == 14
+    assert value(m, "bifrost_request_duration_seconds_bucket", provider="openai", le="+Inf") == J + 5
+    assert total(m, "bifrost_upstream_latency_seconds_count") == J + 8
     assert total(m, "bifrost_upstream_latency_seconds_count", is_success="false") == 3
-    assert total(m, "bifrost_request_retries_count") == 12
+    assert total(m, "bifrost_request_retries_count") == J + 6
     assert total(m, "bifrost_request_retries_sum") == 2  # the retried 500 and the fallback
     assert total(m, "bifrost_stream_first_token_latency_seconds_count") == 3
     assert total(m, "bifrost_stream_inter_token_latency_seconds_count") == 3
@@ -99,9 +121,9 @@ def test_metrics_of_a_known_mix_are_exact_over_two_workers(metrics_gateway, fake
     assert total(m, "bifrost_log_writes_dropped_total") == 0
 
     chat = {"path": "/v1/chat/completions", "method": "POST"}
-    assert value(m, "http_requests_total", **chat, status="200") == 11
+    assert value(m, "http_requests_total", **chat, status="200") == J + 5
     assert value(m, "http_requests_total", **chat, status="429") == 1
-    assert value(m, "http_request_duration_seconds_count", **chat, status="200") == 11
+    assert value(m, "http_request_duration_seconds_count", **chat, status="200") == J + 5
     # unknown routes share one label
     assert value(m, "http_requests_total", path="unmatched", method="GET", status="404") == 2
     assert not any(dict(labels).get("path", "").startswith("/nope") for (_, labels) in m)

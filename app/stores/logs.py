@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 from sqlalchemy import (Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, and_, case, cast,
@@ -182,7 +183,8 @@ class LogStore:
             row = conn.execute(select(logs).where(logs.c.id == log_id)).mappings().first()
         return to_json(row) if row is not None else None
 
-    def search(self, where: LogFilter, sort_by: str, order: str, limit: int, offset: int) -> tuple[list[dict], int]:
+    def page(self, where: LogFilter, sort_by: str, order: str, limit: int, offset: int) -> tuple[list[dict], dict, bool]:
+        """A page of rows, the stats of every matching row, and whether the store has any row, from one snapshot."""
         column = SORT_COLUMNS[sort_by]
         if where.content_search and self.postgres:
             # "+ 0": sort the few text matches (GIN bitmap) instead of walking the timestamp
@@ -191,15 +193,25 @@ class LogStore:
         ordering = column.asc() if order == "asc" else column.desc()
         tiebreak = logs.c.seq.asc() if order == "asc" else logs.c.seq.desc()
         conditions = self._conditions(where)
-        with self.engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(logs).where(*conditions)).scalar_one()
+        with self._snapshot() as conn:
+            stats = _stats(conn.execute(self._stats_query(conditions)).one())
             rows = conn.execute(
                 select(logs).where(*conditions).order_by(ordering, tiebreak).limit(limit).offset(offset)
             ).mappings().all()
-        return [to_json(row) for row in rows], int(total)
+            has_logs = bool(stats["total_requests"]) or conn.execute(select(logs.c.seq).limit(1)).first() is not None
+        return [to_json(row) for row in rows], stats, has_logs
+
+    def search(self, where: LogFilter, sort_by: str, order: str, limit: int, offset: int) -> tuple[list[dict], int]:
+        rows, stats, _ = self.page(where, sort_by, order, limit, offset)
+        return rows, stats["total_requests"]
 
     def stats(self, where: LogFilter) -> dict:
-        query = select(
+        with self.engine.connect() as conn:
+            return _stats(conn.execute(self._stats_query(self._conditions(where))).one())
+
+    @staticmethod
+    def _stats_query(conditions: list):
+        return select(
             func.count(),
             func.sum(case((logs.c.status == "success", 1), else_=0)),
             func.avg(logs.c.latency),
@@ -207,23 +219,18 @@ class LogStore:
             func.sum(logs.c.prompt_tokens),
             func.sum(logs.c.completion_tokens),
             func.sum(logs.c.cost),
-        ).where(*self._conditions(where))
-        with self.engine.connect() as conn:
-            total, succeeded, latency, tokens, prompt, completion, cost = conn.execute(query).one()
-        total = int(total or 0)
-        return {
-            "total_requests": total,
-            "success_rate": round(100.0 * int(succeeded or 0) / total, 4) if total else 0.0,
-            "average_latency": round(float(latency), 3) if latency is not None else 0.0,
-            "total_tokens": int(tokens or 0),
-            "prompt_tokens": int(prompt or 0),
-            "completion_tokens": int(completion or 0),
-            "total_cost": float(cost or 0.0),
-        }
+        ).where(*conditions)
 
-    def has_logs(self) -> bool:
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """One read transaction, so that a page and its totals agree while the writer commits."""
         with self.engine.connect() as conn:
-            return conn.execute(select(logs.c.seq).limit(1)).first() is not None
+            if self.postgres:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                if not self.postgres:
+                    conn.exec_driver_sql("BEGIN")  # pysqlite would not start one for reads
+                yield conn
 
     def time_range(self, where: LogFilter) -> tuple[float | None, float | None]:
         query = select(func.min(logs.c.timestamp), func.max(logs.c.timestamp)).where(*self._conditions(where))
@@ -321,6 +328,20 @@ _PG_UPSERT = text(
     + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in WRITE_COLUMNS if name != "id")
     + " WHERE logs.status = 'processing' OR EXCLUDED.status <> 'processing'"
 )
+
+
+def _stats(found: Sequence) -> dict:
+    total, succeeded, latency, tokens, prompt, completion, cost = found
+    total = int(total or 0)
+    return {
+        "total_requests": total,
+        "success_rate": round(100.0 * int(succeeded or 0) / total, 4) if total else 0.0,
+        "average_latency": round(float(latency), 3) if latency is not None else 0.0,
+        "total_tokens": int(tokens or 0),
+        "prompt_tokens": int(prompt or 0),
+        "completion_tokens": int(completion or 0),
+        "total_cost": float(cost or 0.0),
+    }
 
 
 def iso(epoch: float | None) -> str | None:

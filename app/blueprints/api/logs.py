@@ -52,12 +52,13 @@ def search():
     order = request.args.get("order") or "desc"
     if order not in ("asc", "desc"):
         raise bad_request("order must be asc or desc", param="order")
-    rows, total = store.search(where, sort_by, order, limit, offset)
+    rows, stats, has_logs = store.page(where, sort_by, order, limit, offset)
     return json_response({
         "logs": rows,
-        "pagination": {"limit": limit, "offset": offset, "sort_by": sort_by, "order": order, "total_count": total},
-        "stats": store.stats(where),
-        "has_logs": bool(rows) or store.has_logs(),
+        "pagination": {"limit": limit, "offset": offset, "sort_by": sort_by, "order": order,
+                       "total_count": stats["total_requests"]},
+        "stats": stats,
+        "has_logs": has_logs,
     })
 
 

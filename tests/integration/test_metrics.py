@@ -144,3 +144,22 @@ def test_restart_starts_counters_from_zero(fake):
         assert requests.post(server.url + "/v1/chat/completions", timeout=10, json={
             "model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
         assert total(scrape(server.url), "bifrost_requests_total") == 1
+
+
+def test_a_stream_cut_upstream_counts_as_a_stream_error_and_logs_its_partial_output(fake):
+    from tests.fakes import CutStream, Stream
+    from tests.integration.observability_mix import chat, read_stream
+
+    with GatewayProcess(gateway_config(fake.url, free_port()), env={"TEST_OPENAI_KEY": "sk-openai-1"}) as server:
+        fake.plan((Stream(chunks=6), CutStream(3)), model="gpt-4o-mini")  # after its first events: no retry
+        request_id, reply = chat(server.url, "openai/gpt-4o-mini", "cut me off", stream=True)
+        text, usage, _ = read_stream(reply)
+        assert reply.status_code == 200 and usage is None and text
+        m = wait_for(lambda: (lambda s: s if total(s, "bifrost_requests_total") == 1 else None)(scrape(server.url)))
+        assert value(m, "bifrost_requests_total", provider="openai", model="gpt-4o-mini", status="error") == 1
+        assert value(m, "bifrost_provider_errors_total", provider="openai", error_type="stream_error") == 1
+        assert total(m, "bifrost_input_tokens_total") == 0
+        row = wait_for(lambda: (lambda r: r if r.get("status") == "error" else None)(
+            requests.get(f"{server.url}/api/logs/{request_id}", timeout=5).json()))
+        assert row["output_message"]["content"] == text  # what the client got before the cut
+        assert row["error_details"]["error"]["type"] == "upstream_stream_error"

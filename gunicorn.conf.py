@@ -41,6 +41,7 @@ control_socket_disable = True
 def on_starting(server):
     """Check config.json once, in the master, so a bad file stops start-up with one line."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    _fresh_metrics_dir()
     from app.config import ConfigError, adopt_config, load_config
     from app.worker import read_timeout_from_env
 
@@ -72,3 +73,36 @@ def worker_exit(server, worker):
     from app import shutdown
 
     shutdown()
+
+
+def _fresh_metrics_dir():
+    """Each start gets an empty PROMETHEUS_MULTIPROC_DIR, so counters begin at zero.
+
+    The workers inherit the variable; prometheus_client reads it when they import it.
+    An operator's own directory is emptied of old .db files; otherwise a private one is made.
+    """
+    import glob
+    import tempfile
+
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+        for stale in glob.glob(os.path.join(chosen, "*.db")):
+            os.remove(stale)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bifrost-metrics-")
+        os.environ["BIFROST_OWN_METRICS_DIR"] = "1"
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges (bifrost_active_requests) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ.pop("BIFROST_OWN_METRICS_DIR", None):
+        import shutil
+
+        shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)

@@ -49,6 +49,11 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     app.register_blueprint(mcp_routes.bp)
     app.register_blueprint(mcp_api.bp)
     _install_governance(app, engine, config)
+    from app.blueprints.api import logs as api_logs
+    from app.plugins import metrics
+
+    app.register_blueprint(api_logs.bp)
+    metrics.install(app, config)  # GET /metrics and the per-route HTTP series
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)

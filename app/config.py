@@ -82,6 +82,13 @@ class ClientConfig:
     max_request_body_size_mb: int = 100
     allowed_origins: tuple[str, ...] = ("*",)
     allowed_headers: tuple[str, ...] = ()
+    # Observability (metrics and request logs)
+    prometheus_labels: tuple[str, ...] = ()
+    enable_logging: bool = True
+    disable_content_logging: bool = False
+    allow_per_request_content_storage_override: bool = False
+    log_retention_days: int = 365
+    disable_db_pings_in_health: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,12 @@ class ClientSchema(Schema):
     max_request_body_size_mb = fields.Integer(load_default=100, validate=validate.Range(min=1))
     allowed_origins = fields.List(fields.String(), load_default=lambda: ["*"])
     allowed_headers = fields.List(fields.String(), load_default=list)
+    prometheus_labels = fields.List(fields.String(validate=validate.Regexp(r"^[a-zA-Z_][a-zA-Z0-9_]*$")), load_default=list)
+    enable_logging = fields.Boolean(load_default=True)
+    disable_content_logging = fields.Boolean(load_default=False)
+    allow_per_request_content_storage_override = fields.Boolean(load_default=False)
+    log_retention_days = fields.Integer(load_default=365, validate=validate.Range(min=0))
+    disable_db_pings_in_health = fields.Boolean(load_default=False)
 
 
 class ConfigSchema(_Strict):
@@ -287,6 +300,12 @@ def parse_config(document: dict, *, source: str = "<dict>", environ: Mapping[str
             max_request_body_size_mb=client["max_request_body_size_mb"],
             allowed_origins=tuple(client["allowed_origins"]),
             allowed_headers=tuple(client["allowed_headers"]),
+            prometheus_labels=tuple(client["prometheus_labels"]),
+            enable_logging=client["enable_logging"],
+            disable_content_logging=client["disable_content_logging"],
+            allow_per_request_content_storage_override=client["allow_per_request_content_storage_override"],
+            log_retention_days=client["log_retention_days"],
+            disable_db_pings_in_health=client["disable_db_pings_in_health"],
         ),
         source=source,
         raw=resolved,

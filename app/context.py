@@ -62,6 +62,7 @@ class RequestContext:
     mcp_include_tools: str | None = None  # x-bf-mcp-include-tools
     virtual_key: str | None = None  # governance: x-bf-vk, or an sk-bf- value in a credential header
     key_filter: dict | None = None  # governance: provider -> names of the keys a virtual key may use
+    environ: dict = field(default_factory=dict, repr=False)  # the WSGI environ, for headers plugins read
 
     @classmethod
     def from_environ(cls, environ: dict) -> "RequestContext":
@@ -82,6 +83,7 @@ class RequestContext:
             mcp_include_clients=environ.get("HTTP_X_BF_MCP_INCLUDE_CLIENTS"),
             mcp_include_tools=environ.get("HTTP_X_BF_MCP_INCLUDE_TOOLS"),
             virtual_key=virtual_key_of(environ),
+            environ=environ,
         )
 
     def elapsed_ms(self) -> float:

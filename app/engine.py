@@ -8,6 +8,7 @@ JSON error with the right status.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -82,6 +83,7 @@ class Stream:
     native: bool = False  # chunks are the surface's own events (pass-through), not canonical chunks
     meter: Callable[[dict], dict | None] | None = None  # canonical usage from a native event
     _on_close: Callable[["Stream"], None] | None = field(default=None, repr=False)
+    price: Callable[[dict], float | None] | None = field(default=None, repr=False)  # usage -> USD
     _ended: bool = field(default=False, repr=False)  # the upstream stream ran to its end
     _closed: bool = field(default=False, repr=False)
     _scrub: Callable[[GatewayError], GatewayError] | None = field(default=None, repr=False)
@@ -208,7 +210,8 @@ class Engine:
             call.passthrough = dialect is not None
             return Stream(served, first, chunks, gate.release, call=call, _on_close=self._stream_closed,
                           native=dialect is not None, meter=dialect.usage_meter() if dialect else None,
-                          _scrub=self.redactor.scrub)
+                          _scrub=self.redactor.scrub,
+                          price=functools.partial(self.pricing.cost, served.provider, served.model))
 
         try:
             self._before(call)
@@ -416,9 +419,14 @@ def stream_extra_fields(request_type: str, served: Served) -> dict:
     return extra
 
 
-def stamp(reply: dict, request_type: str, served: Served, ctx: RequestContext) -> dict:
-    """Add ``extra_fields`` with the latency to a canonical reply or a stream's final chunk."""
+_NO_COST = object()
+
+
+def stamp(reply: dict, request_type: str, served: Served, ctx: RequestContext, cost: Any = _NO_COST) -> dict:
+    """Add ``extra_fields`` with the latency (and the USD cost, None if unknown) to a reply or a stream's final chunk."""
     extra = stream_extra_fields(request_type, served)
     extra["latency"] = round(ctx.elapsed_ms(), 3)
+    if cost is not _NO_COST:
+        extra["cost"] = cost
     reply["extra_fields"] = extra
     return reply

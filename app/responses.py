@@ -28,8 +28,10 @@ def error_response(error: GatewayError) -> Response:
     return json_response(error.to_dict(), error.http_status)
 
 
-def served_headers(response: Response, served: Served, request_type: str) -> Response:
+def served_headers(response: Response, served: Served, request_type: str, cost: float | None = None) -> Response:
     response.headers["x-bifrost-provider"] = served.provider
+    if cost is not None:
+        response.headers["x-bifrost-cost-usd"] = f"{cost:.12f}"
     response.headers["x-bifrost-request-type"] = request_type
     if served.fallback_index:
         response.headers["x-bifrost-fallback-index"] = str(served.fallback_index)
@@ -101,8 +103,10 @@ def _sse_frames(
     extra = stream_extra_fields(request_type, served)  # one dict shared by every chunk
     try:
         for chunk in chunks:
-            if chunk.get("usage"):  # OpenAI sends "usage": null on the other chunks
-                stamp(chunk, request_type, served, ctx)  # the last chunk: totals and latency
+            usage = chunk.get("usage")
+            if usage:  # OpenAI sends "usage": null on the other chunks
+                cost = stream.price(usage) if stream.price is not None else None
+                stamp(chunk, request_type, served, ctx, cost)  # the last chunk: totals, latency, cost
             else:
                 chunk["extra_fields"] = extra
             yield sse.data_frame(chunk)

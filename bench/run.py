@@ -140,7 +140,8 @@ def default_targets() -> list:
         {"name": "bifrost", "kind": "process", "description": "this repository's gateway (wsgi:app)",
          "cmd": ["{main_bin}/gunicorn", "-c", "{root}/gunicorn.conf.py", "wsgi:app",
                  "--workers", "1", "--bind", "127.0.0.1:{port}"],
-         "cwd": "{root}", "env": {"BIFROST_CONFIG": "{config}"},
+         # the run's own app dir: request logs (on by default) go to a fresh logs.db there
+         "cwd": "{root}", "env": {"BIFROST_CONFIG": "{config}", "BIFROST_APP_DIR": "{logdir}"},
          "config": {"providers": {"openai": {
              "keys": [{"name": "bench", "value": "sk-bench", "models": ["*"], "weight": 1}],
              "network_config": {"base_url": "{mock_url}"}}, "anthropic": {
@@ -472,7 +473,7 @@ class Target:
 
 def make_target(spec: dict, mock: Mock, args, logdir: Path) -> Target:
     values = {"mock_url": mock.url, "mock_port": mock.port, "root": ROOT, "bench": HERE, "main_bin": MAIN_BIN,
-              "results": RESULTS}
+              "results": RESULTS, "logdir": logdir}
     kind = spec.get("kind", "process" if spec.get("cmd") else "external")
     port = free_port() if kind == "process" else None
     values["port"] = port

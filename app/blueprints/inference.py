@@ -56,8 +56,9 @@ def _serve(request_type: str, parsed: ParsedRequest):
         wants_usage = bool((parsed.body.get("stream_options") or {}).get("include_usage"))
         return sse_response(stream, request_type + "_stream", ctx, client_wants_usage_chunk=wants_usage)
     reply = engine.complete(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)
-    response = json_response(stamp(reply.body, request_type, reply.served, ctx))
-    return served_headers(response, reply.served, request_type)
+    cost = reply.call.cost if reply.call is not None else None
+    response = json_response(stamp(reply.body, request_type, reply.served, ctx, cost))
+    return served_headers(response, reply.served, request_type, cost)
 
 
 serve = _serve  # the OpenAI-dialect surfaces (/openai, /litellm, ...) serve parsed requests the same way

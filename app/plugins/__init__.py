@@ -122,4 +122,11 @@ def build_plugins(config: "GatewayConfig") -> Plugins:
 
     plugins: list[Plugin] = [GovernancePlugin(config)]
     plugins.append(MCPPlugin(config))
+    if config.client.enable_logging and ((config.raw or {}).get("logs_store") or {}).get("enabled", True):
+        from app.plugins.request_logs import RequestLogs
+
+        plugins.append(RequestLogs(config))
+    from app.plugins.metrics import MetricsPlugin
+
+    plugins.append(MetricsPlugin(config))
     return Plugins(plugins)

@@ -40,3 +40,10 @@ def test_unknown_model_costs_none():
 
 def test_gemini_maps_to_the_packages_google_id():
     assert pricing().cost("gemini", "gemini-2.0-flash", {"prompt_tokens": 1000, "completion_tokens": 100}) > 0
+
+
+def test_reasoning_tokens_are_priced_once_as_output():
+    rule = {"provider": "openai", "model": "o-test", "input_cost_per_million_tokens": 1,
+            "output_cost_per_million_tokens": 4}
+    usage = {"prompt_tokens": 100, "completion_tokens": 50, "completion_tokens_details": {"reasoning_tokens": 30}}
+    assert pricing([rule]).cost("openai", "o-test", usage) == pytest.approx((100 * 1 + 50 * 4) / 1e6)

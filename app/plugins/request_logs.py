@@ -1,0 +1,396 @@
+"""The logging plugin: one log row per inference request, written off the request path.
+
+Hooks only put the Call into a bounded per-worker queue (a dict by request id, so a
+request's ``processing`` entry and its final entry written in the same batch become one
+row). A writer greenlet turns calls into rows and upserts them in batches every
+FLUSH_INTERVAL. A full queue drops the row and counts it; a store that is down keeps
+its rows waiting (within the bound) until it is back; close() flushes on shutdown.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import orjson
+from gevent.event import Event
+
+from app.plugins import Plugin
+from app.stores.logs import LogStore
+
+if TYPE_CHECKING:
+    from app.call import Call
+    from app.config import GatewayConfig
+
+log = logging.getLogger("bifrost.logs")
+
+FLUSH_INTERVAL = 0.25  # seconds: a worker killed hard loses at most about this much
+BATCH_MAX = 500
+DEFAULT_QUEUE_SIZE = 10_000
+RETRY_MAX = 5.0  # seconds between attempts while the store is down
+RETENTION_EVERY = 3600.0
+HEALTH_CACHE = 2.0  # seconds a store ping result is reused by /health
+PING_TIMEOUT = 2.0
+SUMMARY_LIMIT = 200
+SEARCH_TEXT_LIMIT = 100_000  # characters of a row's text that are indexed for content_search
+PARAMS_SKIPPED = frozenset({"messages", "prompt", "tools", "stream", "stream_options", "input"})
+ATTRIBUTION_FIELDS = ("virtual_key_id", "virtual_key_name", "team_id", "team_name", "customer_id", "customer_name")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+class RequestLogs(Plugin):
+    name = "logging"
+
+    def __init__(self, config: "GatewayConfig") -> None:
+        client = config.client
+        section = dict((config.raw or {}).get("logs_store") or {})
+        self.store = LogStore(section)  # reads (/api/logs, /health) from greenlets
+        # SQLite does its work (and waits for another worker's write lock) in C, blocking the
+        # event loop: the writer runs it in a thread of gevent's pool, on an engine of its own.
+        # pg8000 sockets are cooperative, so PostgreSQL writes stay in the greenlet.
+        self.in_thread = not self.store.postgres
+        self.writer_store = LogStore(section) if self.in_thread else self.store
+        self.hide_content = client.disable_content_logging
+        self.allow_override = client.allow_per_request_content_storage_override
+        retention = section.get("retention_days")
+        self.retention_days = int(retention if retention is not None else client.log_retention_days)
+        self.queue_size = int(section.get("queue_size") or DEFAULT_QUEUE_SIZE)
+        self.pending: dict[str, tuple[str, "Call"]] = {}  # request id -> (kind, call), in arrival order
+        self.inflight: list[dict] = []  # rows being written (kept until the store took them)
+        self.dropped = 0
+        self.store_ok: bool | None = None  # None: not tried yet
+        self._health: tuple[float, bool] = (0.0, True)
+        self._wake = Event()
+        self._stopping = False
+        self.schema_ready = False
+        try:  # at start-up when the store answers; otherwise the writer keeps trying
+            with gevent.Timeout(PING_TIMEOUT * 2):
+                self.store.ensure_schema()
+            self.schema_ready = True
+        except (Exception, gevent.Timeout) as exc:
+            log.warning("request logs: store not ready at start-up (%s); rows wait in the queue", exc)
+        self._writer = gevent.spawn(self._run)
+
+    # -- hooks (request path: keep them tiny) -------------------------------------------------
+
+    def before(self, call: "Call") -> None:
+        # an earlier plugin (governance: a virtual key's disable_content_logging) may have hidden it already
+        by_key = (call.state.get("governance") or {}).get("disable_content_logging") is True
+        hidden = self.hide_content or by_key or call.state.get("logs.hidden") is True
+        if self.allow_override and not by_key and not call.state.get("logs.hidden"):
+            header = call.ctx.environ.get("HTTP_X_BF_DISABLE_CONTENT_LOGGING")
+            if header is not None:
+                hidden = header.strip().lower() in _TRUE
+        call.state["logs.hidden"] = hidden
+        if call.stream and not hidden:
+            call.keep_chunks = True  # for the assembled output
+        if len(self.pending) + len(self.inflight) < self.queue_size:
+            self.pending[call.ctx.request_id] = ("processing", call)
+
+    def after(self, call: "Call") -> None:
+        request_id = call.ctx.request_id
+        if request_id not in self.pending and len(self.pending) + len(self.inflight) >= self.queue_size:
+            self._count_dropped()
+            return
+        self.pending[request_id] = ("final", call)
+        if len(self.pending) >= BATCH_MAX:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Flush what is queued (gunicorn worker_exit), giving the store a few seconds."""
+        self._stopping = True
+        self._wake.set()
+        self._writer.join(timeout=15)
+        if not self._writer.dead:
+            self._writer.kill(block=False)
+        left = len(self.pending) + len(self.inflight)
+        if left:
+            log.warning("request logs: %d row(s) not written at shutdown (store unreachable)", left)
+
+    # -- the writer greenlet ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = FLUSH_INTERVAL
+        schema_ready = self.schema_ready
+        next_retention = 0.0
+        deadline = None
+        while True:
+            stopping = self._stopping
+            try:
+                if not schema_ready:
+                    self.store.ensure_schema()
+                    schema_ready = True
+                if self.retention_days and time.time() >= next_retention and not stopping:
+                    next_retention = time.time() + RETENTION_EVERY
+                    cutoff = time.time() - self.retention_days * 86400
+                    removed = self._db(self.writer_store.delete_older_than, cutoff)
+                    if removed:
+                        log.info("request logs: %d row(s) past retention deleted", removed)
+                self._flush()
+                while stopping and (self.pending or self.inflight):
+                    self._flush()
+                if self.store_ok is False:
+                    log.warning("request logs: store reachable again, writing the queued rows")
+                self.store_ok = True
+                delay = 0.0 if len(self.pending) >= BATCH_MAX else FLUSH_INTERVAL
+            except Exception as exc:
+                if self.store_ok is not False:
+                    log.warning("request logs: store write failed, rows wait in the queue: %s", exc)
+                self.store_ok = False
+                delay = min(max(delay * 2, 0.5), RETRY_MAX)
+                if schema_ready and self.inflight:
+                    self._salvage()
+            if stopping:
+                if not (self.pending or self.inflight):
+                    return
+                deadline = deadline or time.monotonic() + 10.0
+                if time.monotonic() > deadline:
+                    return
+                delay = min(delay, 0.5)
+            if delay:
+                self._wake.wait(delay)
+            self._wake.clear()
+
+    def _flush(self) -> None:
+        if not self.inflight:
+            if not self.pending:
+                return
+            if len(self.pending) <= BATCH_MAX:
+                taken, self.pending = self.pending, {}
+                entries = list(taken.values())
+            else:
+                ids = list(islice(self.pending, BATCH_MAX))
+                entries = [self.pending.pop(request_id) for request_id in ids]
+            rows = []
+            for kind, call in entries:
+                try:
+                    rows.append(row_of(call, kind, call.state.get("logs.hidden", self.hide_content)))
+                except Exception:
+                    log.exception("request logs: cannot build the row of request %s", call.ctx.request_id)
+                    self._count_dropped()
+            self.inflight = rows
+        self._db(self.writer_store.write, self.inflight)
+        self.inflight = []
+
+    def _salvage(self) -> None:
+        """A batch failed while the store answers pings: write it row by row, dropping bad rows."""
+        try:
+            with gevent.Timeout(PING_TIMEOUT):
+                self.store.ping()
+        except (Exception, gevent.Timeout):  # the store is down: the rows keep waiting
+            return
+        for row in self.inflight:
+            try:
+                self._db(self.writer_store.write, [row])
+            except Exception:
+                log.exception("request logs: row of request %s rejected by the store", row.get("id"))
+                self._count_dropped()
+        self.inflight = []
+
+    def _db(self, method, *args):
+        if self.in_thread:
+            return gevent.get_hub().threadpool.apply(method, args)
+        return method(*args)
+
+    def _count_dropped(self) -> None:
+        from app.plugins.metrics import LOG_WRITES_DROPPED
+
+        self.dropped += 1
+        LOG_WRITES_DROPPED.inc()
+
+    # -- health --------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Can the store be reached? A ping at most every HEALTH_CACHE seconds."""
+        checked, ok = self._health
+        now = time.monotonic()
+        if now - checked < HEALTH_CACHE:
+            return ok
+        try:
+            with gevent.Timeout(PING_TIMEOUT):
+                self.store.ping()
+            ok = True
+        except (Exception, gevent.Timeout):
+            ok = False
+        self._health = (time.monotonic(), ok)
+        return ok
+
+
+def find(plugins: Any) -> RequestLogs | None:
+    for plugin in plugins.plugins:
+        if isinstance(plugin, RequestLogs):
+            return plugin
+    return None
+
+
+# -- a Call as a row --------------------------------------------------------------------------
+
+
+def row_of(call: "Call", kind: str, hidden: bool) -> dict:
+    """The stored row of a call; ``kind`` "processing" while it is in flight."""
+    body = call.body if isinstance(call.body, dict) else {}
+    served = call.served
+    last = call.attempts[-1] if call.attempts else None
+    provider = served.provider if served else (last.provider if last else call.target.provider)
+    model = served.model if served else (last.model if last else call.target.model)
+    final = kind == "final"
+    environ = call.ctx.environ
+    row: dict[str, Any] = {
+        "id": call.ctx.request_id,
+        "parent_request_id": environ.get("HTTP_X_BF_PARENT_REQUEST_ID") or None,
+        "timestamp": call.started_at,
+        "created_at": time.time(),
+        "object": call.request_type.replace("_", "."),
+        "provider": provider,
+        "model": model,
+        "status": "processing",
+        "stream": call.stream,
+        "latency": None,
+        "cost": None,
+        "stop_reason": None,
+        "number_of_retries": call.retries,
+        "fallback_index": served.fallback_index if served else (last.fallback_index if last else 0),
+        "selected_key_id": served.key_name if served else (last.key_name if last else None),
+        "selected_key_name": served.key_name if served else (last.key_name if last else None),
+        "virtual_key_id": None, "virtual_key_name": None, "team_id": None, "team_name": None,
+        "customer_id": None, "customer_name": None,
+        "prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "cached_tokens": None,
+        "input_history": None, "output_message": None, "error_details": None, "metadata": None,
+        "params": _dumps({k: v for k, v in body.items() if k not in PARAMS_SKIPPED}),
+        "tools": _dumps(body["tools"]) if body.get("tools") else None,
+        "content_summary": None,
+        "content_hidden": hidden,
+        "content": None,
+    }
+    attribution = call.state.get("governance")  # set by governance: virtual key, team, customer ids and names
+    if attribution:
+        for name in ATTRIBUTION_FIELDS:
+            if attribution.get(name) is not None:
+                row[name] = str(attribution[name])
+    if final:
+        row["latency"] = round(call.seconds * 1000.0, 3)
+        row["cost"] = call.cost
+        if call.error is not None:
+            row["status"] = "error"
+            row["error_details"] = _dumps(call.error.to_dict())
+        elif call.cancelled:
+            row["status"] = "error"
+            row["error_details"] = _dumps({"is_bifrost_error": True, "status_code": 499, "type": "request_cancelled",
+                                           "error": {"message": "the client disconnected before the stream ended"}})
+        else:
+            row["status"] = "success"
+        usage = call.usage
+        if usage:
+            prompt = int(usage.get("prompt_tokens") or 0)
+            completion = int(usage.get("completion_tokens") or 0)
+            row["prompt_tokens"] = prompt
+            row["completion_tokens"] = completion
+            row["total_tokens"] = int(usage.get("total_tokens") or prompt + completion)
+            row["cached_tokens"] = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    inputs = _inputs(call.request_type, body)
+    output, stop_reason = _output(call) if final else (None, None)
+    row["stop_reason"] = stop_reason
+    if not hidden:
+        row["input_history"] = _dumps(inputs)
+        row["output_message"] = _dumps(output) if output is not None else None
+        row["content_summary"] = _summary(inputs)
+        texts = [_text(message.get("content")) for message in inputs]
+        if output is not None:
+            texts.append(_text(output.get("content")))
+            texts.extend(_text((call_.get("function") or {}).get("arguments")) for call_ in output.get("tool_calls") or ())
+        row["content"] = "\n".join(t for t in texts if t)[:SEARCH_TEXT_LIMIT]
+    return row
+
+
+def _inputs(request_type: str, body: dict) -> list[dict]:
+    if "messages" in body:
+        return [m for m in body["messages"] if isinstance(m, dict)]
+    prompt = body.get("prompt", body.get("input"))
+    if prompt is None:
+        return []
+    if isinstance(prompt, list):
+        return [{"role": "user", "content": item if isinstance(item, str) else _dumps_text(item)} for item in prompt]
+    return [{"role": "user", "content": prompt if isinstance(prompt, str) else _dumps_text(prompt)}]
+
+
+def _output(call: "Call") -> tuple[dict | None, str | None]:
+    """The assistant's message (assembled from the chunks for a stream) and its finish reason."""
+    if call.stream:
+        return _assemble(call.chunks) if call.chunks else (None, None)
+    reply = call.reply
+    if not isinstance(reply, dict):
+        return None, None
+    choices = reply.get("choices") or []
+    if not choices:
+        return None, None
+    choice = choices[0]
+    if "message" in choice:
+        return choice["message"], choice.get("finish_reason")
+    if "text" in choice:
+        return {"role": "assistant", "content": choice.get("text")}, choice.get("finish_reason")
+    return None, choice.get("finish_reason")
+
+
+def _assemble(chunks: list[dict]) -> tuple[dict | None, str | None]:
+    role = "assistant"
+    pieces: list[str] = []
+    reasoning: list[str] = []
+    tools: dict[int, dict] = {}
+    finish = None
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            finish = choice.get("finish_reason") or finish
+            if "text" in choice and choice.get("text"):  # text completion
+                pieces.append(choice["text"])
+            delta = choice.get("delta") or {}
+            role = delta.get("role") or role
+            if delta.get("content"):
+                pieces.append(delta["content"])
+            if delta.get("reasoning_content"):
+                reasoning.append(delta["reasoning_content"])
+            for part in delta.get("tool_calls") or ():
+                slot = tools.setdefault(part.get("index", 0), {"id": None, "type": "function",
+                                                                "function": {"name": "", "arguments": ""}})
+                if part.get("id"):
+                    slot["id"] = part["id"]
+                function = part.get("function") or {}
+                if function.get("name"):
+                    slot["function"]["name"] += function["name"]
+                if function.get("arguments"):
+                    slot["function"]["arguments"] += function["arguments"]
+    message: dict[str, Any] = {"role": role, "content": "".join(pieces) if pieces or not tools else None}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if tools:
+        message["tool_calls"] = [tools[index] for index in sorted(tools)]
+    return message, finish
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: their text ones
+        return " ".join(part.get("text") or "" for part in content if isinstance(part, dict))
+    return str(content)
+
+
+def _summary(inputs: list[dict]) -> str | None:
+    for message in reversed(inputs):
+        if message.get("role") == "user":
+            text = _text(message.get("content"))
+            return text if len(text) <= SUMMARY_LIMIT else text[:SUMMARY_LIMIT] + "..."
+    return None
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _dumps_text(value: Any) -> str:
+    return _dumps(value)

@@ -1,0 +1,398 @@
+"""The request log store: one row per inference request, SQLite or PostgreSQL (SQLAlchemy Core).
+
+Rows are upserted by request id (``processing`` first for long requests, then the final
+state), in batches from the writer in app/plugins/request_logs.py. Searching the content
+goes through a real text index: FTS5 on SQLite, a GIN tsvector index on PostgreSQL.
+The JSON shape of a row is logs-api.md's; ``to_json`` builds it.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import orjson
+from sqlalchemy import (Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, and_, case, cast,
+                        delete, func, inspect, literal, or_, select, text)
+from sqlalchemy import BigInteger
+from sqlalchemy.engine import Engine
+
+from app.stores.db import make_engine
+
+log = logging.getLogger("bifrost.logs")
+
+metadata = MetaData()
+logs = Table(
+    "logs", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(255), nullable=False, unique=True),
+    Column("parent_request_id", String(255)),
+    Column("timestamp", Float, nullable=False),  # epoch seconds, when the request arrived
+    Column("created_at", Float, nullable=False),  # when the row was last written
+    Column("object", String(64)),
+    Column("provider", String(64)),
+    Column("model", String(255)),
+    Column("status", String(16), nullable=False),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("latency", Float),  # ms
+    Column("cost", Float),  # USD; NULL when the model has no known price
+    Column("stop_reason", String(64)),
+    Column("number_of_retries", Integer, nullable=False, default=0),
+    Column("fallback_index", Integer, nullable=False, default=0),
+    Column("selected_key_id", String(255)),
+    Column("selected_key_name", String(255)),
+    Column("virtual_key_id", String(255)),
+    Column("virtual_key_name", String(255)),
+    Column("team_id", String(255)),
+    Column("team_name", String(255)),
+    Column("customer_id", String(255)),
+    Column("customer_name", String(255)),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("total_tokens", Integer),
+    Column("cached_tokens", Integer),
+    Column("input_history", Text),  # JSON
+    Column("output_message", Text),  # JSON
+    Column("params", Text),  # JSON
+    Column("tools", Text),  # JSON
+    Column("error_details", Text),  # JSON
+    Column("metadata", Text),  # JSON
+    Column("content_summary", Text),
+    Column("content_hidden", Boolean, nullable=False, default=False),
+    Column("content", Text),  # the searchable text (input and output), never returned
+    Index("ix_logs_timestamp", "timestamp"),
+    Index("ix_logs_provider_model", "provider", "model"),
+    Index("ix_logs_status", "status"),
+    Index("ix_logs_parent", "parent_request_id"),
+    Index("ix_logs_virtual_key", "virtual_key_id"),
+)
+JSON_COLUMNS = ("input_history", "output_message", "params", "tools", "error_details", "metadata")
+CONTENT_COLUMNS = ("input_history", "output_message", "content_summary")
+WRITE_COLUMNS = tuple(c.name for c in logs.columns if c.name != "seq")
+SORT_COLUMNS = {"timestamp": logs.c.timestamp, "latency": logs.c.latency, "tokens": logs.c.total_tokens,
+                "cost": logs.c.cost}
+_TOKENS = re.compile(r"[^\W_]+")
+PG_SCHEMA_LOCK = 0x6266_6C6F_6773  # pg_advisory_xact_lock key: "bflogs"
+
+_SQLITE_FTS = (
+    # detail=none: no positions (a fifth less work per row); a search is an AND of single words
+    "CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(content, content='logs', content_rowid='seq', "
+    "detail=none, columnsize=0)",
+    "CREATE TRIGGER IF NOT EXISTS logs_fts_insert AFTER INSERT ON logs BEGIN "
+    "INSERT INTO logs_fts(rowid, content) VALUES (new.seq, new.content); END",
+    "CREATE TRIGGER IF NOT EXISTS logs_fts_delete AFTER DELETE ON logs BEGIN "
+    "INSERT INTO logs_fts(logs_fts, rowid, content) VALUES ('delete', old.seq, old.content); END",
+    "CREATE TRIGGER IF NOT EXISTS logs_fts_update AFTER UPDATE OF content ON logs BEGIN "
+    "INSERT INTO logs_fts(logs_fts, rowid, content) VALUES ('delete', old.seq, old.content); "
+    "INSERT INTO logs_fts(rowid, content) VALUES (new.seq, new.content); END",
+)
+# A stored tsvector column rather than an expression index: ANALYZE then knows how common a
+# word is, so the planner takes the GIN index instead of walking the timestamp index.
+_PG_FTS = (
+    "ALTER TABLE logs ADD COLUMN IF NOT EXISTS content_tsv tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('simple', coalesce(content, ''))) STORED",
+    "CREATE INDEX IF NOT EXISTS ix_logs_content_tsv ON logs USING GIN (content_tsv)",
+)
+
+
+@dataclass
+class LogFilter:
+    """The filters of GET /api/logs (logs-api.md); empty lists and None mean "any"."""
+
+    providers: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    objects: list[str] = field(default_factory=list)
+    stop_reasons: list[str] = field(default_factory=list)
+    selected_key_ids: list[str] = field(default_factory=list)
+    virtual_key_ids: list[str] = field(default_factory=list)
+    team_ids: list[str] = field(default_factory=list)
+    customer_ids: list[str] = field(default_factory=list)
+    parent_request_id: str | None = None
+    request_id: str | None = None
+    start_time: float | None = None  # epoch seconds
+    end_time: float | None = None
+    min_latency: float | None = None
+    max_latency: float | None = None
+    min_tokens: int | None = None
+    max_tokens: int | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
+    missing_cost_only: bool = False
+    content_search: str | None = None
+
+
+class LogStore:
+    def __init__(self, section: Mapping[str, Any] | None) -> None:
+        self.engine: Engine = make_engine(section, "logs.db")
+        self.postgres = self.engine.dialect.name == "postgresql"
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the table and its text index; safe when many processes start at once."""
+        with self.engine.begin() as conn:
+            if self.postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_SCHEMA_LOCK})
+            else:  # take SQLite's write lock first: another worker may be creating the table now
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            metadata.create_all(conn, checkfirst=True)
+            present = {column["name"] for column in inspect(conn).get_columns("logs")}
+            for column in logs.columns:
+                if column.name not in present:  # a column added since the table was made
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE logs ADD COLUMN "{column.name}" {kind}')
+            for statement in _PG_FTS if self.postgres else _SQLITE_FTS:
+                conn.exec_driver_sql(statement)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(literal(1)))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def write(self, rows: Sequence[dict]) -> None:
+        """Upsert rows by id; a ``processing`` row never replaces a finished one."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            if self.postgres:
+                # The whole batch as one JSON parameter: pg8000's executemany is a round trip per
+                # row, and a multi-row VALUES costs more to compile than to run.
+                unique = list({row["id"]: row for row in rows}.values())  # ON CONFLICT touches a row once
+                conn.execute(_PG_UPSERT, {"rows": orjson.dumps(unique).decode()})
+            else:
+                conn.execute(_SQLITE_UPSERT, list(rows))
+
+    def delete(self, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        with self.engine.begin() as conn:
+            return conn.execute(delete(logs).where(logs.c.id.in_(ids))).rowcount if ids else 0
+
+    def delete_older_than(self, cutoff: float) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(delete(logs).where(logs.c.timestamp < cutoff)).rowcount
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, log_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(logs).where(logs.c.id == log_id)).mappings().first()
+        return to_json(row) if row is not None else None
+
+    def page(self, where: LogFilter, sort_by: str, order: str, limit: int, offset: int) -> tuple[list[dict], dict, bool]:
+        """A page of rows, the stats of every matching row, and whether the store has any row, from one snapshot."""
+        column = SORT_COLUMNS[sort_by]
+        if where.content_search and self.postgres:
+            # "+ 0": sort the few text matches (GIN bitmap) instead of walking the timestamp
+            # index and testing every row against the query
+            column = column + 0
+        ordering = column.asc() if order == "asc" else column.desc()
+        tiebreak = logs.c.seq.asc() if order == "asc" else logs.c.seq.desc()
+        conditions = self._conditions(where)
+        with self._snapshot() as conn:
+            stats = _stats(conn.execute(self._stats_query(conditions)).one())
+            rows = conn.execute(
+                select(logs).where(*conditions).order_by(ordering, tiebreak).limit(limit).offset(offset)
+            ).mappings().all()
+            has_logs = bool(stats["total_requests"]) or conn.execute(select(logs.c.seq).limit(1)).first() is not None
+        return [to_json(row) for row in rows], stats, has_logs
+
+    def search(self, where: LogFilter, sort_by: str, order: str, limit: int, offset: int) -> tuple[list[dict], int]:
+        rows, stats, _ = self.page(where, sort_by, order, limit, offset)
+        return rows, stats["total_requests"]
+
+    def stats(self, where: LogFilter) -> dict:
+        with self.engine.connect() as conn:
+            return _stats(conn.execute(self._stats_query(self._conditions(where))).one())
+
+    @staticmethod
+    def _stats_query(conditions: list):
+        return select(
+            func.count(),
+            func.sum(case((logs.c.status == "success", 1), else_=0)),
+            func.avg(logs.c.latency),
+            func.sum(logs.c.total_tokens),
+            func.sum(logs.c.prompt_tokens),
+            func.sum(logs.c.completion_tokens),
+            func.sum(logs.c.cost),
+        ).where(*conditions)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """One read transaction, so that a page and its totals agree while the writer commits."""
+        with self.engine.connect() as conn:
+            if self.postgres:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                if not self.postgres:
+                    conn.exec_driver_sql("BEGIN")  # pysqlite would not start one for reads
+                yield conn
+
+    def time_range(self, where: LogFilter) -> tuple[float | None, float | None]:
+        query = select(func.min(logs.c.timestamp), func.max(logs.c.timestamp)).where(*self._conditions(where))
+        with self.engine.connect() as conn:
+            low, high = conn.execute(query).one()
+        return low, high
+
+    def histogram(self, where: LogFilter, bucket_size: int) -> list[dict]:
+        size = literal(int(bucket_size), Integer, literal_execute=True)  # inlined: the same text in GROUP BY
+        if self.postgres:
+            start = func.floor(logs.c.timestamp / size) * size
+        else:
+            start = cast(logs.c.timestamp / size, Integer) * size
+        start = start.label("bucket")
+        query = (
+            select(start, func.count(),
+                   func.sum(case((logs.c.status == "success", 1), else_=0)),
+                   func.sum(case((logs.c.status == "error", 1), else_=0)))
+            .where(*self._conditions(where)).group_by(text("bucket")).order_by(text("bucket"))
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        return [{"timestamp": iso(float(bucket)), "count": int(count), "success": int(ok or 0), "error": int(bad or 0)}
+                for bucket, count, ok, bad in found]
+
+    def filterdata(self) -> dict:
+        with self.engine.connect() as conn:
+            models = conn.execute(select(logs.c.model).where(logs.c.model.is_not(None)).distinct()).scalars().all()
+            providers = conn.execute(
+                select(logs.c.provider).where(logs.c.provider.is_not(None)).distinct()).scalars().all()
+            keys = conn.execute(select(logs.c.selected_key_id, logs.c.selected_key_name)
+                                .where(logs.c.selected_key_id.is_not(None)).distinct()).all()
+            virtual = conn.execute(select(logs.c.virtual_key_id, logs.c.virtual_key_name)
+                                   .where(logs.c.virtual_key_id.is_not(None)).distinct()).all()
+        return {
+            "models": sorted(models),
+            "providers": sorted(providers),
+            "selected_keys": [{"id": key, "name": name} for key, name in sorted(keys, key=lambda k: k[0])],
+            "virtual_keys": [{"id": key, "name": name} for key, name in sorted(virtual, key=lambda k: k[0])],
+        }
+
+    def _conditions(self, f: LogFilter) -> list:
+        c = logs.c
+        conditions: list = []
+        for values, column in ((f.providers, c.provider), (f.models, c.model), (f.status, c.status),
+                               (f.objects, c.object), (f.stop_reasons, c.stop_reason),
+                               (f.selected_key_ids, c.selected_key_id), (f.virtual_key_ids, c.virtual_key_id),
+                               (f.team_ids, c.team_id), (f.customer_ids, c.customer_id)):
+            if values:
+                conditions.append(column.in_(values))
+        for value, column in ((f.parent_request_id, c.parent_request_id), (f.request_id, c.id)):
+            if value:
+                conditions.append(column == value)
+        for low, high, column in ((f.start_time, f.end_time, c.timestamp), (f.min_latency, f.max_latency, c.latency),
+                                  (f.min_tokens, f.max_tokens, c.total_tokens), (f.min_cost, f.max_cost, c.cost)):
+            if low is not None:
+                conditions.append(column >= low)
+            if high is not None:
+                conditions.append(column <= high)
+        if f.missing_cost_only:
+            conditions.append(and_(c.cost.is_(None), c.status != "processing"))
+        if f.content_search:
+            conditions.append(self._matches(f.content_search))
+        return conditions
+
+    def _matches(self, words: str):
+        if self.postgres:
+            return text("logs.content_tsv @@ plainto_tsquery('simple', :words)").bindparams(words=words)
+        # The words as FTS5's tokenizer (unicode61) splits them, each quoted, all required:
+        # no query syntax gets through.
+        tokens = _TOKENS.findall(words)
+        if not tokens:
+            return literal(False)
+        query = " ".join(f'"{token}"' for token in tokens)
+        return logs.c.seq.in_(text("SELECT rowid FROM logs_fts WHERE logs_fts MATCH :query").bindparams(query=query))
+
+
+def _sqlite_upsert():
+    from sqlalchemy.dialects.sqlite import insert
+
+    statement = insert(logs)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[logs.c.id],
+        set_={name: excluded[name] for name in WRITE_COLUMNS if name != "id"},
+        where=or_(logs.c.status == "processing", excluded.status != "processing"),
+    )
+
+
+_SQLITE_UPSERT = _sqlite_upsert()
+_COLUMNS = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
+_PG_UPSERT = text(
+    f"INSERT INTO logs ({_COLUMNS}) SELECT {_COLUMNS} FROM json_populate_recordset(NULL::logs, CAST(:rows AS json)) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in WRITE_COLUMNS if name != "id")
+    + " WHERE logs.status = 'processing' OR EXCLUDED.status <> 'processing'"
+)
+
+
+def _stats(found: Sequence) -> dict:
+    total, succeeded, latency, tokens, prompt, completion, cost = found
+    total = int(total or 0)
+    return {
+        "total_requests": total,
+        "success_rate": round(100.0 * int(succeeded or 0) / total, 4) if total else 0.0,
+        "average_latency": round(float(latency), 3) if latency is not None else 0.0,
+        "total_tokens": int(tokens or 0),
+        "prompt_tokens": int(prompt or 0),
+        "completion_tokens": int(completion or 0),
+        "total_cost": float(cost or 0.0),
+    }
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    stamp = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def to_json(row: Mapping[str, Any]) -> dict:
+    """A stored row in logs-api.md's shape."""
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "parent_request_id": row["parent_request_id"],
+        "timestamp": iso(row["timestamp"]),
+        "object": row["object"],
+        "provider": row["provider"],
+        "model": row["model"],
+        "status": row["status"],
+        "stream": bool(row["stream"]),
+        "latency": row["latency"],
+        "cost": row["cost"],
+        "stop_reason": row["stop_reason"],
+        "number_of_retries": row["number_of_retries"],
+        "fallback_index": row["fallback_index"],
+        "selected_key_id": row["selected_key_id"],
+        "selected_key_name": row["selected_key_name"],
+        "virtual_key_id": row["virtual_key_id"],
+        "virtual_key_name": row["virtual_key_name"],
+        "team_id": row["team_id"],
+        "team_name": row["team_name"],
+        "customer_id": row["customer_id"],
+        "customer_name": row["customer_name"],
+    }
+    for name in JSON_COLUMNS:
+        raw = row[name]
+        out[name] = orjson.loads(raw) if raw is not None else None
+    if row["prompt_tokens"] is None and row["completion_tokens"] is None:
+        out["token_usage"] = None
+    else:
+        out["token_usage"] = {
+            "prompt_tokens": row["prompt_tokens"] or 0,
+            "completion_tokens": row["completion_tokens"] or 0,
+            "total_tokens": row["total_tokens"] or 0,
+            "prompt_tokens_details": {"cached_tokens": row["cached_tokens"] or 0},
+        }
+    out["content_summary"] = row["content_summary"]
+    out["content_hidden"] = bool(row["content_hidden"])
+    out["metadata"] = out["metadata"] or {}
+    out["created_at"] = iso(row["created_at"])
+    if out["content_hidden"]:
+        for name in CONTENT_COLUMNS:
+            out.pop(name, None)
+    return out

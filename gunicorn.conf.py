@@ -30,3 +30,10 @@ def on_starting(server):
         print(f"bifrost: config error: {exc}", file=sys.stderr, flush=True)
         os._exit(2)
     server.log.info("bifrost: %d provider(s) configured from %s", len(config.providers), config.source)
+
+
+def worker_exit(server, worker):
+    """End this worker's realtime calls and hang them up upstream (SIGTERM, HUP reload, max_requests)."""
+    calls = sys.modules.get("app.realtime.calls")
+    if calls is not None:
+        calls.shutdown("worker exit")

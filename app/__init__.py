@@ -38,6 +38,9 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     app.register_blueprint(inference.bp)
     app.register_blueprint(health.bp)
+    from app.blueprints import realtime  # loads aiortc in the worker (never the master); the media thread starts on the first call
+
+    app.register_blueprint(realtime.bp)
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)

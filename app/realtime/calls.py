@@ -30,7 +30,8 @@ class Call:
     upstream_id: str
     bridge: bridge_mod.Bridge
     started: float = field(default_factory=time.time)
-    hung_up: bool = False
+    finishing: bool = False
+    hung_up: bool = False  # set once the provider was told
     watcher: gevent.Greenlet | None = None
 
 
@@ -107,11 +108,12 @@ def _watch(call: Call) -> None:
 
 
 def _finish(call: Call, reason: str) -> None:
-    if call.hung_up:
+    if call.finishing:
         return
-    call.hung_up = True
+    call.finishing = True
     _calls.pop(call.id, None)
     upstream.hangup(call.target.base_url, call.target.headers(), call.upstream_id)
+    call.hung_up = True
     bridge = call.bridge
     report_call({
         "call_id": call.id, "transport": "webrtc", "provider": call.target.provider.name,
@@ -154,14 +156,18 @@ def from_other_worker(provider: str, upstream_id: str) -> None:
 def shutdown(reason: str = "worker stopping") -> None:
     """End every call of this worker and hang each one up upstream (gunicorn worker_exit)."""
     calls = list(_calls.values())
-    if not calls:
-        return
-    log.info("realtime: ending %d call(s): %s", len(calls), reason)
-    for call in calls:
-        try:
-            loop.run(_end(call.bridge, reason), timeout=3)
-        except BaseException:  # noqa: BLE001 - hang up upstream whatever happened to the media
-            log.exception("realtime: closing call %s", call.id)
-        if call.watcher is not None:
-            call.watcher.kill(block=False)
-        _finish(call, reason)
+    if calls:
+        log.info("realtime: ending %d call(s): %s", len(calls), reason)
+        gevent.joinall([gevent.spawn(_shutdown_one, call, reason) for call in calls], timeout=10)
+
+
+def _shutdown_one(call: Call, reason: str) -> None:
+    try:
+        loop.run(_end(call.bridge, reason), timeout=3)
+    except BaseException:  # noqa: BLE001 - hang up upstream whatever happened to the media
+        log.exception("realtime: closing call %s", call.id)
+    if call.watcher is not None:
+        call.watcher.join(timeout=5)  # it hangs up and reports
+    if not call.hung_up:
+        upstream.hangup(call.target.base_url, call.target.headers(), call.upstream_id)
+        call.hung_up = True

@@ -1,0 +1,166 @@
+"""How calls end: hangup, client close, a vanished client, SIGTERM; 10 calls in one worker."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import threading
+import time
+import urllib.request
+
+from tests.fakes.realtime import ClientPeer
+from tests.gateway_process import GatewayProcess
+from tests.realtime_netns.conftest import gateway_config, post, report, wait_for
+from tests.realtime_netns.test_webrtc_media import aligned, open_call
+
+
+def newest(provider):
+    return provider.calls[max(provider.calls, key=lambda k: int(k.rsplit("_", 1)[1]))]
+
+
+def summary_of(gateway, call_id):
+    lines = wait_for(lambda: [l for l in gateway.log().splitlines()
+                              if "realtime call summary" in l and f'"{call_id}"' in l], 5)
+    assert lines, gateway.log()[-2000:]
+    return json.loads(lines[-1].split("realtime call summary ", 1)[1])
+
+
+def test_client_hangup_tears_down_the_upstream_leg_within_2s(gateway, provider, rtc):
+    client = ClientPeer(rtc)
+    location = open_call(gateway, client)
+    call = newest(provider)
+    assert wait_for(lambda: len(call.received) >= 10, 5)
+    started = time.perf_counter()
+    status, _, body = post(gateway.url + location + "/hangup", b"", {})
+    assert status == 200, body
+    assert wait_for(lambda: call.hangup_at is not None and call.closed_at is not None, 2)
+    assert call.hangup_at - started < 2
+    assert wait_for(lambda: client.state == "closed", 2)
+    assert summary_of(gateway, location.rsplit("/", 1)[1])["reason"] == "client hangup"
+    # a second hangup of the same call: not found (it is over), never a 500
+    status, _, _ = post(gateway.url + location + "/hangup", b"", {})
+    assert status in (200, 404)
+    status, _, body = post(gateway.url + "/v1/realtime/calls/rtc_bf_forged/hangup", b"", {})
+    assert status == 404 and json.loads(body)["error"]["message"]
+
+
+def test_client_close_hangs_up_upstream(gateway, provider, rtc):
+    client = ClientPeer(rtc)
+    open_call(gateway, client)
+    call = newest(provider)
+    assert wait_for(lambda: len(call.received) >= 10, 5)
+    started = time.perf_counter()
+    client.close()
+    assert wait_for(lambda: call.hangup_at is not None, 2)
+    report("teardown", client_close_to_upstream_hangup_ms=round((call.hangup_at - started) * 1000, 1))
+
+
+def test_vanished_client_is_dropped_after_the_idle_timeout(gateway, provider, rtc):
+    client = ClientPeer(rtc)
+    location = open_call(gateway, client)
+    call = newest(provider)
+    assert wait_for(lambda: len(call.received) >= 10, 5)
+    client.vanish()  # no more RTP or events, and no close: only the idle timer can notice (3 s here)
+    started = time.perf_counter()
+    assert wait_for(lambda: call.hangup_at is not None, 6)
+    waited = call.hangup_at - started
+    assert 2.5 < waited < 5.5, waited
+    assert summary_of(gateway, location.rsplit("/", 1)[1])["reason"] == "idle timeout"
+    client.close()
+
+
+def _worker_pids(master: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def test_sigterm_to_the_worker_hangs_up_every_upstream_call(provider, chat_fake, rtc):
+    with GatewayProcess(gateway_config(provider.url, chat_fake.url)) as gateway:
+        clients = [ClientPeer(rtc) for _ in range(3)]
+        calls = []
+        for client in clients:
+            open_call(gateway, client)
+            calls.append(newest(provider))
+        assert wait_for(lambda: all(len(c.received) >= 10 for c in calls), 5)
+        (worker,) = _worker_pids(gateway.process.pid)
+        os.kill(worker, signal.SIGTERM)
+        assert wait_for(lambda: all(c.hangup_at is not None for c in calls), 8), gateway.log()[-3000:]
+        assert wait_for(lambda: all(c.state == "closed" for c in clients), 5)
+        assert "ending 3 call(s): worker exit" in gateway.log()
+        for client in clients:
+            client.close()
+
+
+def test_ten_concurrent_calls_in_one_worker_while_chat_keeps_answering(provider, chat_fake, rtc):
+    with GatewayProcess(gateway_config(provider.url, chat_fake.url, max_sessions_per_worker=10,
+                                       handshake_timeout_seconds=10, idle_timeout_seconds=10)) as gateway:
+        chat_times, chat_status, stop = [], [], threading.Event()
+
+        def chat():
+            body = json.dumps({"model": "groq/llama-3", "messages": [{"role": "user", "content": "hi"}]}).encode()
+            while not stop.is_set():
+                started = time.perf_counter()
+                status, _, _ = post(gateway.url + "/v1/chat/completions", body,
+                                    {"Content-Type": "application/json"}, timeout=10)
+                chat_status.append(status)
+                chat_times.append((time.perf_counter() - started) * 1000)
+                time.sleep(0.05)
+
+        chatter = threading.Thread(target=chat, daemon=True)
+        chatter.start()
+        clients = [ClientPeer(rtc) for _ in range(10)]
+        before = set(provider.calls)
+        setup_ms, errors = [], []
+
+        def dial(client):
+            started = time.perf_counter()
+            try:
+                open_call(gateway, client)
+                setup_ms.append((time.perf_counter() - started) * 1000)
+            except AssertionError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=dial, args=(c,)) for c in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        # the eleventh is refused while ten run
+        extra = ClientPeer(rtc)
+        body = json.dumps({"type": "realtime", "model": "openai/gpt-realtime"})
+        from tests.realtime_netns.conftest import multipart
+        data, content_type = multipart({"sdp": extra.offer(), "session": body})
+        status, _, reply = post(gateway.url + "/v1/realtime/calls", data, {"Content-Type": content_type})
+        assert status == 503 and json.loads(reply)["error"]["code"] == "realtime_capacity"
+        extra.close()
+        new = [provider.calls[k] for k in provider.calls if k not in before]
+        assert len(new) == 10
+        assert wait_for(lambda: all(len(c.received) >= 150 for c in clients) and
+                        all(len(c.received) >= 150 for c in new), 20)
+        stop.set()
+        chatter.join(10)
+        for client in clients:
+            client.close()
+        by_session = {}
+        for client in clients:
+            match = [c for c in new if c.received and client.voice.sent and
+                     c.received[0][0] == client.voice.sent[0][0]]
+            assert match
+        for call in new:  # each provider call got one client's audio, unchanged and in order
+            owner = next(c for c in clients if c.voice.sent and c.voice.sent[0][0] == call.received[0][0])
+            aligned(owner.voice.sent, call.received)
+            by_session[call.id] = len(call.received)
+        assert chat_status and all(s == 200 for s in chat_status), chat_status
+        report("ten_calls", setup_p50_ms=round(statistics.median(setup_ms), 1), setup_max_ms=round(max(setup_ms), 1),
+               chat_requests=len(chat_times), chat_p50_ms=round(statistics.median(chat_times), 1),
+               chat_max_ms=round(max(chat_times), 1))

@@ -74,11 +74,9 @@ def client_secrets():
     return json_response({"value": value, "expires_at": expires_at, "session": bound})
 
 
-@bp.get("/v1/realtime")
-@bp.get("/openai/v1/realtime")
+@bp.get("/v1/realtime", websocket=True)  # werkzeug routes Upgrade: websocket requests only to such rules
+@bp.get("/openai/v1/realtime", websocket=True)
 def websocket():
-    if (request.headers.get("Upgrade") or "").lower() != "websocket":
-        raise bad_request("this route is a WebSocket: send an Upgrade: websocket request", param="Upgrade")
     caller = authenticate(request.headers)
     model = request.args.get("model")
     openai_route = request.path.startswith("/openai/")
@@ -87,3 +85,9 @@ def websocket():
                               default_provider="openai" if openai_route else None,
                               pinned_key=request.headers.get("x-bf-api-key"))
     return ws_relay.relay(request.environ, target, current_context().request_id)
+
+
+@bp.get("/v1/realtime")
+@bp.get("/openai/v1/realtime")
+def websocket_required():
+    raise bad_request("this route is a WebSocket: send an Upgrade: websocket request", param="Upgrade")

@@ -88,13 +88,15 @@ def _fernet() -> Fernet:
 def mint(provider: str, model: str, session: dict, ttl: int, virtual_key: str | None = None) -> tuple[str, int]:
     expires_at = int(time.time()) + ttl
     payload = {"p": provider, "m": model, "s": session, "e": expires_at, "vk": virtual_key}
-    return PREFIX + _fernet().encrypt(orjson.dumps(payload)).decode(), expires_at
+    # without base64 padding: "=" may not appear in a WebSocket subprotocol (an RFC 7230 token)
+    return PREFIX + _fernet().encrypt(orjson.dumps(payload)).decode().rstrip("="), expires_at
 
 
 def verify(token: str) -> ClientSecret:
     """The secret behind ``token``, or a 401 (forged, damaged or expired)."""
     try:
-        payload = orjson.loads(_fernet().decrypt(token[len(PREFIX):].encode()))
+        body = token[len(PREFIX):]
+        payload = orjson.loads(_fernet().decrypt((body + "=" * (-len(body) % 4)).encode()))
     except (InvalidToken, ValueError):
         raise GatewayError("invalid realtime client secret", 401, error_type="invalid_request_error",
                            code="invalid_client_secret") from None

@@ -30,9 +30,17 @@ class _Server(Server):
         return "realtime" if "realtime" in request.subprotocols else None
 
 
+class _Client(Client):
+    def handshake(self):
+        super().handshake()
+        # simple-websocket 1.1 takes only the 101 from wsproto; frames that came in the same read
+        # (OpenAI sends session.created at once) would wait for the next packet. Hand them on now.
+        self.connected = self._handle_events()
+
+
 def relay(environ: dict, target: upstream.Target, request_id: str) -> Response:
     try:
-        provider_ws = Client.connect(upstream.websocket_url(target), headers=target.headers(),
+        provider_ws = _Client.connect(upstream.websocket_url(target), headers=target.headers(),
                                      ping_interval=PING_SECONDS)
     except (ConnectionError, OSError) as exc:
         raise GatewayError(f"{target.provider.name} refused the realtime WebSocket: {exc or exc.__class__.__name__}",

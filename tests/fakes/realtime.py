@@ -15,6 +15,7 @@ payload sent and received is recorded with its time, taken before aiortc's jitte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.parser
 import email.policy
 import itertools
@@ -254,8 +255,9 @@ class FakeRealtimeProvider:
                 self.wfile.write(body)
 
             def _error(self, status, message, code=None):
-                self._reply(status, {"error": {"message": message, "type": "invalid_request_error",
-                                               "code": code, "param": None}})
+                with contextlib.suppress(OSError):
+                    self._reply(status, {"error": {"message": message, "type": "invalid_request_error",
+                                                   "code": code, "param": None}})
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -294,10 +296,14 @@ class FakeRealtimeProvider:
                 if plan[0] == "reject":
                     status, text = plan[1]
                     return self._error(status, text, "rejected_for_test")
-                if plan[0] == "stall":
+                if plan[0] == "stall":  # too slow: by the time it would answer, the caller has gone
                     time.sleep(plan[1])
+                    return self._error(500, "stalled for the test")
                 call, answer = fake.rtc.run(fake._answer(form["sdp"], session, dead=plan[0] == "dead"))
-                self._reply(201, answer, "application/sdp", [("Location", f"/v1/realtime/calls/{call.id}")])
+                try:
+                    self._reply(201, answer, "application/sdp", [("Location", f"/v1/realtime/calls/{call.id}")])
+                except OSError:  # the caller gave up
+                    fake.rtc.run(call.pc.close())
 
         return Handler
 

@@ -311,13 +311,15 @@ class FakeRealtimeProvider:
 class ClientPeer:
     """The application's side: an aiortc peer with a known Opus stream and an oai-events channel."""
 
-    def __init__(self, rtc: RtcThread, *, codecs=None, data_channel: bool = True, repeat: bool = True) -> None:
+    def __init__(self, rtc: RtcThread, *, codecs=None, data_channel: bool = True, repeat: bool = True,
+                 rotate: int = 0) -> None:
         self.rtc = rtc
         self.received: list = []
         self.events: list = []
         self.opened = threading.Event()
         self.state_changes: list[tuple[str, float]] = []
-        self.packets = opus_data.load()
+        packets = opus_data.load()
+        self.packets = packets[rotate:] + packets[:rotate]  # several clients, each with its own sequence
         self.codecs = codecs
         self.data_channel = data_channel
         self.repeat = repeat

@@ -83,6 +83,12 @@ def _worker_pids(master: int) -> list[int]:
     return pids
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_sigterm_to_the_worker_hangs_up_every_upstream_call(provider, chat_fake, rtc):
     with GatewayProcess(gateway_config(provider.url, chat_fake.url)) as gateway:
         clients = [ClientPeer(rtc) for _ in range(3)]
@@ -117,7 +123,7 @@ def test_ten_concurrent_calls_in_one_worker_while_chat_keeps_answering(provider,
 
         chatter = threading.Thread(target=chat, daemon=True)
         chatter.start()
-        clients = [ClientPeer(rtc) for _ in range(10)]
+        clients = [ClientPeer(rtc, rotate=11 * n) for n in range(10)]
         before = set(provider.calls)
         setup_ms, errors = [], []
 
@@ -145,22 +151,30 @@ def test_ten_concurrent_calls_in_one_worker_while_chat_keeps_answering(provider,
         extra.close()
         new = [provider.calls[k] for k in provider.calls if k not in before]
         assert len(new) == 10
-        assert wait_for(lambda: all(len(c.received) >= 150 for c in clients) and
-                        all(len(c.received) >= 150 for c in new), 20)
+        assert wait_for(lambda: all(len(c.received) >= 50 for c in clients), 20)
+        (worker,) = _worker_pids(gateway.process.pid)
+        cpu_before, wall_before = _cpu_seconds(worker), time.monotonic()
+        assert wait_for(lambda: all(len(c.received) >= 200 for c in clients) and
+                        all(len(c.received) >= 200 for c in new), 20)
+        cpu_pct = 100 * (_cpu_seconds(worker) - cpu_before) / (time.monotonic() - wall_before)
         stop.set()
         chatter.join(10)
         for client in clients:
             client.close()
-        by_session = {}
-        for client in clients:
-            match = [c for c in new if c.received and client.voice.sent and
-                     c.received[0][0] == client.voice.sent[0][0]]
-            assert match
-        for call in new:  # each provider call got one client's audio, unchanged and in order
-            owner = next(c for c in clients if c.voice.sent and c.voice.sent[0][0] == call.received[0][0])
-            aligned(owner.voice.sent, call.received)
-            by_session[call.id] = len(call.received)
+        time.sleep(0.3)  # packets in flight when the clients closed
+        owners = set()
+        for call in new:  # each provider call got one client's audio, unchanged, in order, none lost
+            (owner,) = [n for n, c in enumerate(clients) if c.voice.sent[0][0] == call.received[0][0]]
+            assert aligned(clients[owner].voice.sent, call.received) == 0
+            owners.add(owner)
+        assert owners == set(range(10))
+        for client in clients:  # and each client got its own call's audio
+            (call,) = [c for c in new if c.voice.sent and client.received and
+                       c.voice.sent[0][0] == client.received[0][0] and
+                       len(c.voice.sent) >= len(client.received) and
+                       [p for p, _ in c.voice.sent[:len(client.received)]] == [p for p, _ in client.received]]
         assert chat_status and all(s == 200 for s in chat_status), chat_status
-        report("ten_calls", setup_p50_ms=round(statistics.median(setup_ms), 1), setup_max_ms=round(max(setup_ms), 1),
+        report("ten_calls", worker_cpu_pct=round(cpu_pct, 1), cpu_pct_per_call=round(cpu_pct / 10, 2),
+               setup_p50_ms=round(statistics.median(setup_ms), 1), setup_max_ms=round(max(setup_ms), 1),
                chat_requests=len(chat_times), chat_p50_ms=round(statistics.median(chat_times), 1),
                chat_max_ms=round(max(chat_times), 1))

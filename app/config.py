@@ -91,6 +91,7 @@ class RealtimeConfig:
     max_call_seconds: float = 3600.0
     max_sessions_per_worker: int = 8
     handshake_timeout_seconds: float = 10.0
+    ws_ping_interval_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class RealtimeSchema(_Strict):
     max_call_seconds = fields.Float(load_default=3600.0, validate=validate.Range(min=0, min_inclusive=False))
     max_sessions_per_worker = fields.Integer(load_default=8, validate=validate.Range(min=1))
     handshake_timeout_seconds = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False))
+    ws_ping_interval_seconds = fields.Float(load_default=15.0, validate=validate.Range(min=0, min_inclusive=False))
 
 
 class ClientSchema(Schema):
@@ -322,6 +324,7 @@ def _realtime(spec: dict) -> RealtimeConfig:
         max_call_seconds=spec["max_call_seconds"],
         max_sessions_per_worker=spec["max_sessions_per_worker"],
         handshake_timeout_seconds=spec["handshake_timeout_seconds"],
+        ws_ping_interval_seconds=spec["ws_ping_interval_seconds"],
     )
 
 

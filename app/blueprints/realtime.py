@@ -34,7 +34,6 @@ def _call(*, openai_route: bool) -> Response:
     engine = current_engine()
     caller = authenticate(request.headers)
     parsed = read_call_request(request, engine.config, caller, openai_route=openai_route)
-    calls._config_for_hangup = engine.config
     call_id, answer = calls.open_call(engine.config.client.realtime, parsed.target, parsed.offer, parsed.session)
     prefix = "/openai" if openai_route else ""
     return Response(answer, status=200, mimetype="application/sdp",
@@ -46,8 +45,7 @@ def _call(*, openai_route: bool) -> Response:
 @bp.post("/openai/v1/realtime/calls/<call_id>/hangup")
 def hangup(call_id: str):
     authenticate(request.headers)
-    calls._config_for_hangup = current_engine().config
-    calls.end_call(call_id)
+    calls.end_call(current_engine().config, call_id)
     return Response(status=200)
 
 
@@ -84,7 +82,8 @@ def websocket():
     target = upstream.resolve(current_engine().config, model, param="model",
                               default_provider="openai" if openai_route else None,
                               pinned_key=request.headers.get("x-bf-api-key"))
-    return ws_relay.relay(request.environ, target, current_context().request_id)
+    return ws_relay.relay(request.environ, target, current_context().request_id,
+                          ping_seconds=current_engine().config.client.realtime.ws_ping_interval_seconds)
 
 
 @bp.get("/v1/realtime")

@@ -59,9 +59,11 @@ class ChannelLink:
         self._send(self.client, self.to_client, message)
 
     def _send(self, channel: RTCDataChannel | None, pending: deque, message) -> None:
-        if channel is not None and channel.readyState == "open" and not pending:
-            channel.send(message)
-            return
+        if channel is not None and channel.readyState == "open":
+            self._flush(pending, channel)
+            if not pending:
+                channel.send(message)
+                return
         if len(pending) >= MAX_PENDING_MESSAGES:
             pending.popleft()
             self.bridge.stats["dc_dropped"] += 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import gevent
 
-from app.config import RealtimeConfig
+from app.config import GatewayConfig, RealtimeConfig
 from app.errors import GatewayError
 from app.realtime import bridge as bridge_mod
 from app.realtime import loop, secrets, upstream
@@ -123,12 +123,12 @@ def _finish(call: Call, reason: str) -> None:
     })
 
 
-def end_call(call_id: str, reason: str = "client hangup") -> None:
+def end_call(config: GatewayConfig, call_id: str, reason: str = "client hangup") -> None:
     """``POST /v1/realtime/calls/{id}/hangup``: end it here, or upstream if another worker holds it."""
     call = _calls.get(call_id)
     if call is None:
         provider, upstream_id = secrets.parse_call_id(call_id)  # 404 unless the id is one of ours
-        from_other_worker(provider, upstream_id)
+        _hang_up_elsewhere(config, provider, upstream_id)
         return
     loop.run(_end(call.bridge, reason), timeout=5)
     if call.watcher is not None:
@@ -140,13 +140,9 @@ async def _end(bridge: bridge_mod.Bridge, reason: str) -> None:
     await bridge.wait_ended()
 
 
-_config_for_hangup = None  # set by the blueprint: the gateway config, to hang up other workers' calls
-
-
-def from_other_worker(provider: str, upstream_id: str) -> None:
-    """The call lives in another worker: hanging up upstream ends it there too (its leg closes)."""
-    config = _config_for_hangup
-    provider_config = config.providers.get(provider) if config else None
+def _hang_up_elsewhere(config: GatewayConfig, provider: str, upstream_id: str) -> None:
+    """The call lives in another worker (or is over): hanging up upstream ends it there too."""
+    provider_config = config.providers.get(provider)
     if provider_config is None:
         raise GatewayError("realtime call not found", 404, error_type="invalid_request_error")
     target = upstream.Target(provider_config, "", None if provider_config.keyless else provider_config.keys[0])

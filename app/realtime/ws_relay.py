@@ -2,8 +2,8 @@
 
 Greenlets only (no aiortc): simple-websocket serves the client's upgrade on gunicorn's
 gevent worker and dials the provider. The provider connection is opened first, so its
-refusal is still an HTTP error. Pings go out every 15 s on both sockets; a missing pong
-closes the socket (1008). Whichever side closes, the other is closed with the same code.
+refusal is still an HTTP error. Pings go out every 15 s (client.realtime.ws_ping_interval_seconds)
+on both sockets; no pong by the next ping closes the socket (1008). Whichever side closes, the other is closed with the same code.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from app.realtime.usage import CallUsage, report_call
 
 log = logging.getLogger("bifrost.realtime")
 
-PING_SECONDS = 15
 UNSENDABLE = {1005, 1006, 1015}  # codes that only describe a close, never go on the wire
 
 
@@ -38,14 +37,14 @@ class _Client(Client):
         self.connected = self._handle_events()
 
 
-def relay(environ: dict, target: upstream.Target, request_id: str) -> Response:
+def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds: float = 15.0) -> Response:
     try:
         provider_ws = _Client.connect(upstream.websocket_url(target), headers=target.headers(),
-                                     ping_interval=PING_SECONDS)
+                                     ping_interval=ping_seconds)
     except (ConnectionError, OSError) as exc:
         raise GatewayError(f"{target.provider.name} refused the realtime WebSocket: {exc or exc.__class__.__name__}",
                            502, provider=target.provider.name, model=target.model, request_type="realtime") from None
-    client_ws = _Server(environ, ping_interval=PING_SECONDS)
+    client_ws = _Server(environ, ping_interval=ping_seconds)
     usage = CallUsage()
     started = time.time()
     counts = {"to_upstream": 0, "to_client": 0}

@@ -24,7 +24,8 @@ def ws_fake():
 @pytest.fixture(scope="module")
 def ws_gateway(ws_fake):
     config = {"providers": {"openai": {"keys": [{"name": "ws", "value": WS_KEY, "models": ["*"]}],
-                                       "network_config": {"base_url": ws_fake.url}}}}
+                                       "network_config": {"base_url": ws_fake.url}}},
+              "client": {"realtime": {"ws_ping_interval_seconds": 1}}}
     with GatewayProcess(config) as gateway:
         yield gateway
 
@@ -106,3 +107,41 @@ def test_ws_errors_are_http_errors_before_the_upgrade(ws_gateway):
     with pytest.raises(urllib.error.HTTPError) as plain:
         urllib.request.urlopen(ws_gateway.url + "/v1/realtime?model=openai/gpt-realtime", timeout=5)
     assert plain.value.code == 400
+
+
+def test_a_client_that_never_answers_pings_is_closed(ws_gateway, ws_fake):
+    """A raw client that completes the upgrade and then ignores every ping: 1008 once a pong is overdue."""
+    import base64
+    import os
+    import socket
+    import struct
+
+    host, port = ws_gateway.url.split("//")[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/realtime?model=openai/gpt-realtime HTTP/1.1\r\nHost: {host}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    assert data.startswith(b"HTTP/1.1 101")
+    data = data.split(b"\r\n\r\n", 1)[1]
+    opcodes, close_code, started = [], None, time.monotonic()
+    while close_code is None and time.monotonic() - started < 8:
+        while len(data) < 2:
+            data += sock.recv(4096)
+        first, size = data[0], data[1] & 0x7F
+        head = 2
+        if size == 126:
+            size, head = struct.unpack(">H", data[2:4])[0], 4
+        while len(data) < head + size:
+            data += sock.recv(4096)
+        payload, data = data[head:head + size], data[head + size:]
+        opcodes.append(first & 0x0F)
+        if first & 0x0F == 0x8:
+            close_code = struct.unpack(">H", payload[:2])[0]
+    sock.close()
+    assert 0x9 in opcodes  # pinged
+    assert close_code == 1008
+    assert wait_for(lambda: ws_fake.connections[-1]["close_code"] is not None, 3)  # and the provider leg closed

@@ -70,6 +70,38 @@ def test_vanished_client_is_dropped_after_the_idle_timeout(gateway, provider, rt
     client.close()
 
 
+def test_provider_hangup_closes_the_client_leg(gateway, provider, rtc):
+    client = ClientPeer(rtc)
+    location = open_call(gateway, client)
+    call = newest(provider)
+    assert wait_for(lambda: len(client.received) >= 10, 5)
+    started = time.perf_counter()
+    rtc.run(call.pc.close())  # the provider ends the call (its own hangup, a crash, a policy stop)
+    assert wait_for(lambda: client.state == "closed", 2), client.state_changes
+    report("teardown", provider_close_to_client_closed_ms=round((client.state_changes[-1][1] - started) * 1000, 1))
+    assert summary_of(gateway, location.rsplit("/", 1)[1])["reason"] == "upstream closed"
+    client.close()
+
+
+def test_maximum_call_length_and_hup_reload(provider, chat_fake, rtc):
+    with GatewayProcess(gateway_config(provider.url, chat_fake.url, max_call_seconds=2)) as gateway:
+        client = ClientPeer(rtc)
+        location = open_call(gateway, client)
+        call = newest(provider)
+        started = time.perf_counter()
+        assert wait_for(lambda: call.hangup_at is not None, 4)
+        assert 1.5 < call.hangup_at - started < 3.5
+        assert summary_of(gateway, location.rsplit("/", 1)[1])["reason"] == "max call length"
+        client.close()
+        # a HUP reload replaces the worker; its calls are hung up, not left to ICE consent expiry
+        client = ClientPeer(rtc)
+        open_call(gateway, client)
+        call = newest(provider)
+        os.kill(gateway.process.pid, signal.SIGHUP)
+        assert wait_for(lambda: call.hangup_at is not None, 8), gateway.log()[-2000:]
+        client.close()
+
+
 def _worker_pids(master: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):

@@ -146,7 +146,9 @@ def _hang_up_elsewhere(config: GatewayConfig, provider: str, upstream_id: str) -
     if provider_config is None:
         raise GatewayError("realtime call not found", 404, error_type="invalid_request_error")
     target = upstream.Target(provider_config, "", None if provider_config.keyless else provider_config.keys[0])
-    upstream.hangup(target.base_url, target.headers(), upstream_id)
+    log.info("realtime: call of %s/%s is not in this worker; hanging it up upstream", provider, upstream_id)
+    if not upstream.hangup(target.base_url, target.headers(), upstream_id):
+        raise GatewayError("realtime call not found or already ended", 404, error_type="invalid_request_error")
 
 
 def shutdown(reason: str = "worker stopping") -> None:

@@ -45,6 +45,23 @@ def test_client_hangup_tears_down_the_upstream_leg_within_2s(gateway, provider, 
     assert status == 404 and json.loads(body)["error"]["message"]
 
 
+def test_hangup_through_another_gateway_process(provider, chat_fake, rtc):
+    """Behind a load balancer the hangup may reach another worker or host: it still ends the call."""
+    env = {"BIFROST_REALTIME_SECRET": "shared-by-both-hosts"}
+    config = gateway_config(provider.url, chat_fake.url)
+    with GatewayProcess(config, env=env) as first, GatewayProcess(config, env=env) as second:
+        client = ClientPeer(rtc)
+        location = open_call(first, client)
+        call = newest(provider)
+        assert wait_for(lambda: len(call.received) >= 10, 5)
+        status, _, body = post(second.url + location + "/hangup", b"", {})
+        assert status == 200, body
+        assert call.hangup_at is not None  # the second process hung it up at the provider
+        assert wait_for(lambda: client.state == "closed", 2)  # and the first one's legs closed
+        assert summary_of(first, location.rsplit("/", 1)[1])["reason"] == "upstream closed"
+        assert "is not in this worker" in second.log()
+
+
 def test_client_close_hangs_up_upstream(gateway, provider, rtc):
     client = ClientPeer(rtc)
     open_call(gateway, client)

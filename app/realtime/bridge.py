@@ -28,6 +28,10 @@ MAX_PENDING_MESSAGES = 1000
 _OPUS = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
 
 
+class OfferRejected(Exception):
+    """aiortc could not use the client's offer (after our own checks passed): a 400."""
+
+
 class ChannelLink:
     """A client data channel and its provider twin, with bounded buffers for each direction."""
 
@@ -105,7 +109,10 @@ class Bridge:
     # -- setting up ---------------------------------------------------------------------------
     async def make_upstream_offer(self) -> str:
         """Take the client's offer and build the gateway's own offer to the provider."""
-        await self.pc_client.setRemoteDescription(RTCSessionDescription(self.offer.sdp, "offer"))
+        try:
+            await self.pc_client.setRemoteDescription(RTCSessionDescription(self.offer.sdp, "offer"))
+        except Exception as exc:  # noqa: BLE001 - the offer is the only input here (parse or codec errors)
+            raise OfferRejected(str(exc) or exc.__class__.__name__) from None
         for tc in self.pc_client.getTransceivers():
             if tc.kind != "audio":
                 tc.direction = "inactive"

@@ -56,7 +56,7 @@ def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, s
         bridge = loop.run(bridge_mod.create("pending", offer, settings))
         try:
             offer_sdp = loop.run(bridge.make_upstream_offer(), timeout=_left(deadline))
-        except ValueError as exc:  # aiortc refused the offer after our checks (e.g. no common codec)
+        except bridge_mod.OfferRejected as exc:  # aiortc refused the offer after our checks (e.g. no common codec)
             raise GatewayError(f"sdp offer cannot be answered: {exc}", 400, error_type="invalid_request_error",
                                param="sdp") from None
         upstream_call = upstream.create_call(target, offer_sdp, session, timeout=_left(deadline))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -45,11 +46,13 @@ def without(sdp: str, prefix: str) -> str:
     ({"sdp": "NO_UFRAG", "session": GOOD_SESSION}, "sdp", "ice-ufrag"),
     ({"sdp": "NO_PWD", "session": GOOD_SESSION}, "sdp", "ice-pwd"),
     ({"sdp": "NO_FINGERPRINT", "session": GOOD_SESSION}, "sdp", "fingerprint"),
+    ({"sdp": "NO_COMMON_CODEC", "session": GOOD_SESSION}, "sdp", "cannot be answered"),
 ])
 def test_bad_input_is_a_400_naming_the_field(gateway, provider, offer, fields, param, words):
     sdps = {"OFFER": offer, "NO_UFRAG": without(offer, "a=ice-ufrag"), "NO_PWD": without(offer, "a=ice-pwd"),
             "NO_FINGERPRINT": without(offer, "a=fingerprint"),
-            "NO_AUDIO": offer.replace("m=audio", "m=video")}
+            "NO_AUDIO": offer.replace("m=audio", "m=video"),
+            "NO_COMMON_CODEC": re.sub(r"a=rtpmap:(\d+) \S+", r"a=rtpmap:\1 X-NOTHING/8000", offer)}
     fields = {k: sdps.get(v, v) if k == "sdp" else v for k, v in fields.items()}
     before = len(provider.requests)
     status, body = call(gateway, fields)

@@ -132,6 +132,21 @@ def _worker_pids(master: int) -> list[int]:
     return pids
 
 
+def _udp_sockets(pid: int) -> int:
+    """How many of the process's open files are UDP sockets (ICE candidates)."""
+    inodes = set()
+    for table in ("udp", "udp6"):
+        with open(f"/proc/{pid}/net/{table}") as rows:
+            inodes |= {row.split()[9] for row in rows.readlines()[1:]}
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+
+
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -174,6 +189,8 @@ def test_ten_concurrent_calls_in_one_worker_while_chat_keeps_answering(provider,
         chatter.start()
         clients = [ClientPeer(rtc, rotate=11 * n) for n in range(10)]
         before = set(provider.calls)
+        (worker,) = _worker_pids(gateway.process.pid)
+        udp_before = _udp_sockets(worker)
         setup_ms, errors = [], []
 
         def dial(client):
@@ -201,7 +218,7 @@ def test_ten_concurrent_calls_in_one_worker_while_chat_keeps_answering(provider,
         new = [provider.calls[k] for k in provider.calls if k not in before]
         assert len(new) == 10
         assert wait_for(lambda: all(len(c.received) >= 50 for c in clients), 20)
-        (worker,) = _worker_pids(gateway.process.pid)
+        assert _udp_sockets(worker) >= 20  # each leg has its own ICE socket(s)
         cpu_before, wall_before = _cpu_seconds(worker), time.monotonic()
         assert wait_for(lambda: all(len(c.received) >= 200 for c in clients) and
                         all(len(c.received) >= 200 for c in new), 20)
@@ -223,6 +240,10 @@ def test_ten_concurrent_calls_in_one_worker_while_chat_keeps_answering(provider,
                        len(c.voice.sent) >= len(client.received) and
                        [p for p, _ in c.voice.sent[:len(client.received)]] == [p for p, _ in client.received]]
         assert chat_status and all(s == 200 for s in chat_status), chat_status
+        # all twenty peer connections are gone: the worker holds no UDP socket any more
+        assert udp_before == 0
+        assert wait_for(lambda: all(c.hangup_at for c in new), 5)
+        assert wait_for(lambda: _udp_sockets(worker) == 0, 5), _udp_sockets(worker)
         report("ten_calls", worker_cpu_pct=round(cpu_pct, 1), cpu_pct_per_call=round(cpu_pct / 10, 2),
                setup_p50_ms=round(statistics.median(setup_ms), 1), setup_max_ms=round(max(setup_ms), 1),
                chat_requests=len(chat_times), chat_p50_ms=round(statistics.median(chat_times), 1),

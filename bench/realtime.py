@@ -98,7 +98,8 @@ def measure(gateway, provider, rtc, calls: int, seconds: float) -> dict:
     times.sort()
     return {"calls": calls, "setup_s": round(setup_s, 2), "worker_cpu_pct": round(100 * cpu / wall, 1),
             "cpu_pct_per_call": round(100 * cpu / wall / calls, 2),
-            "one_way_p50_ms": round(times[len(times) // 2], 2), "one_way_p99_ms": round(times[int(len(times) * .99)], 2),
+            "one_way_p50_ms": round(times[len(times) // 2], 2),
+            "one_way_p99_ms": round(times[int(len(times) * .99)], 2),
             "packets": len(times), "lost": lost}
 
 

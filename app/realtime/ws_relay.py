@@ -3,7 +3,8 @@
 Greenlets only (no aiortc): simple-websocket serves the client's upgrade on gunicorn's
 gevent worker and dials the provider. The provider connection is opened first, so its
 refusal is still an HTTP error. Pings go out every 15 s (client.realtime.ws_ping_interval_seconds)
-on both sockets; no pong by the next ping closes the socket (1008). Whichever side closes, the other is closed with the same code.
+on both sockets; no pong by the next ping closes the socket (1008). Whichever side closes,
+the other is closed with the same code.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import gevent
 from flask import Response
 from simple_websocket import Client, ConnectionClosed, Server
+from simple_websocket import ConnectionError as HandshakeRefused
 
 from app.errors import GatewayError
 from app.realtime import upstream
@@ -41,9 +43,14 @@ def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds:
     try:
         provider_ws = _Client.connect(upstream.websocket_url(target), headers=target.headers(),
                                      ping_interval=ping_seconds)
-    except (ConnectionError, OSError) as exc:
-        raise GatewayError(f"{target.provider.name} refused the realtime WebSocket: {exc or exc.__class__.__name__}",
-                           502, provider=target.provider.name, model=target.model, request_type="realtime") from None
+    except HandshakeRefused as exc:  # the provider answered the upgrade with an HTTP error
+        raise GatewayError(f"{target.provider.name} refused the realtime WebSocket ({exc.status_code})", 502,
+                           code=f"upstream_{exc.status_code}", provider=target.provider.name, model=target.model,
+                           request_type="realtime") from None
+    except OSError as exc:
+        raise GatewayError(f"{target.provider.name} realtime WebSocket unreachable: {exc.__class__.__name__}", 502,
+                           is_bifrost_error=True, provider=target.provider.name, model=target.model,
+                           request_type="realtime") from None
     client_ws = _Server(environ, ping_interval=ping_seconds)
     usage = CallUsage()
     started = time.time()

@@ -24,7 +24,10 @@ def ws_fake():
 @pytest.fixture(scope="module")
 def ws_gateway(ws_fake):
     config = {"providers": {"openai": {"keys": [{"name": "ws", "value": WS_KEY, "models": ["*"]}],
-                                       "network_config": {"base_url": ws_fake.url}}},
+                                       "network_config": {"base_url": ws_fake.url}},
+                            "stale": {"keys": [{"name": "old", "value": "sk-revoked", "models": ["*"]}],
+                                      "network_config": {"base_url": ws_fake.url},
+                                      "custom_provider_config": {"base_provider_type": "openai"}}},
               "client": {"realtime": {"ws_ping_interval_seconds": 1}}}
     with GatewayProcess(config) as gateway:
         yield gateway
@@ -98,10 +101,12 @@ def test_close_codes_cross_the_relay_both_ways(ws_gateway, ws_fake):
 def test_ws_errors_are_http_errors_before_the_upgrade(ws_gateway):
     base = ws_gateway.url.replace("http", "ws")
     for path, status in (("/v1/realtime?model=gpt-realtime", 400), ("/v1/realtime", 400),
-                         ("/v1/realtime?model=nope/x", 400)):
+                         ("/v1/realtime?model=nope/x", 400), ("/v1/realtime?model=stale/gpt-realtime", 502)):
         with pytest.raises(InvalidStatus) as refused:
             connect(base + path)
         assert refused.value.response.status_code == status, path
+        if status == 502:  # the provider's own status is carried
+            assert b"(401)" in refused.value.response.body
     import urllib.error
     import urllib.request
     with pytest.raises(urllib.error.HTTPError) as plain:

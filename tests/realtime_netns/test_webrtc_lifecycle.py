@@ -7,7 +7,6 @@ import signal
 import statistics
 import threading
 import time
-import urllib.request
 
 from tests.fakes.realtime import ClientPeer
 from tests.gateway_process import GatewayProcess

@@ -40,7 +40,8 @@ def authenticate(headers: Mapping[str, str]) -> Caller:
     """Raise a GatewayError (401) for a caller who may not use realtime inference."""
     token = presented_token(headers)
     if secrets.is_client_secret(token):
-        return Caller(token, secret=secrets.verify(token))
+        secret = secrets.verify(token)
+        return Caller(token, secret=secret, virtual_key=secret.virtual_key)  # the minting caller's key
     virtual_key = headers.get("x-bf-vk") or (token if token and token.startswith("sk-bf-") else None)
     # Governance (virtual keys, enforce_auth_on_inference) hooks in here.
     return Caller(token, virtual_key=virtual_key)

@@ -27,6 +27,7 @@ def _can_unshare() -> bool:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(660)  # the whole inner suite (about 45 s here); each inner test has its own timeout
 @pytest.mark.skipif(not _can_unshare() and not os.environ.get("CI"), reason="needs root, unshare and ip")
 def test_webrtc_suite_in_a_loopback_only_namespace(tmp_path, capsys):
     junit, report = tmp_path / "webrtc.xml", tmp_path / "figures.jsonl"

@@ -34,7 +34,8 @@ def _call(*, openai_route: bool) -> Response:
     engine = current_engine()
     caller = authenticate(request.headers)
     parsed = read_call_request(request, engine.config, caller, openai_route=openai_route)
-    call_id, answer = calls.open_call(engine.config.client.realtime, parsed.target, parsed.offer, parsed.session)
+    call_id, answer = calls.open_call(engine.config.client.realtime, parsed.target, parsed.offer, parsed.session,
+                                      current_context())
     prefix = "/openai" if openai_route else ""
     return Response(answer, status=200, mimetype="application/sdp",
                     headers={"Location": f"{prefix}/v1/realtime/calls/{call_id}",

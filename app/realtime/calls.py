@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import gevent
 
 from app.config import GatewayConfig, RealtimeConfig
+from app.context import RequestContext
 from app.errors import GatewayError
 from app.realtime import bridge as bridge_mod
 from app.realtime import loop, secrets, upstream
@@ -43,8 +44,12 @@ def active() -> int:
     return len(_calls) + _reserved
 
 
-def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, session: dict) -> tuple[str, str]:
-    """Relay a new call; returns the gateway's call id and the SDP answer for the client."""
+def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, session: dict,
+              ctx: RequestContext | None = None) -> tuple[str, str]:
+    """Relay a new call; returns the gateway's call id and the SDP answer for the client.
+
+    The provider's share of the time (its HTTP answer, its ICE/DTLS) goes to ``ctx.upstream_seconds``.
+    """
     global _reserved
     if active() >= settings.max_sessions_per_worker:
         raise GatewayError(f"realtime capacity reached ({settings.max_sessions_per_worker} calls per worker)", 503,
@@ -59,9 +64,12 @@ def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, s
         except bridge_mod.OfferRejected as exc:  # aiortc refused the offer after our checks (e.g. no common codec)
             raise GatewayError(f"sdp offer cannot be answered: {exc}", 400, error_type="invalid_request_error",
                                param="sdp") from None
+        waited = time.perf_counter()
         upstream_call = upstream.create_call(target, offer_sdp, session, timeout=_left(deadline))
         try:
             answer = loop.run(bridge.finish(upstream_call.answer, timeout=_left(deadline)), timeout=_left(deadline) + 1)
+            if ctx is not None:
+                ctx.upstream_seconds += time.perf_counter() - waited
         except (TimeoutError, gevent.Timeout):
             raise upstream.timeout_error(target, "upstream ICE/DTLS did not complete in time") from None
         except ConnectionError as exc:

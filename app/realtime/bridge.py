@@ -93,6 +93,7 @@ class Bridge:
         self.tracks: list[RelayTrack] = []
         self.passthrough = True
         self.transcoded: list = []
+        self.relayed: list = []  # (provider-side transceiver, track it feeds): payload type known at the answer
         self.usage = CallUsage()
         self.stats = {"rtp_to_upstream": 0, "rtp_to_client": 0, "dc_to_upstream": 0, "dc_to_client": 0,
                       "dc_dropped": 0}
@@ -123,7 +124,9 @@ class Bridge:
             if opus:
                 tc._codecs = opus + [c for c in tc._codecs if c not in opus]  # send Opus to the client too
                 to_upstream = RelayTrack(on_packet=self._client_rtp)
+                to_upstream.payload_type = opus[0].payloadType  # the client's number for Opus
                 to_client = RelayTrack(on_packet=self._upstream_rtp)
+                self.relayed.append((tu, to_client))
                 tap_receiver(tc.receiver, to_upstream.push)
                 tap_receiver(tu.receiver, to_client.push)
                 tu.sender.replaceTrack(to_upstream)
@@ -146,6 +149,8 @@ class Bridge:
         await self.pc_upstream.setRemoteDescription(RTCSessionDescription(upstream_answer, "answer"))
         for tc, tu in self.transcoded:
             tc.sender.replaceTrack(tu.receiver.track)
+        for tu, track in self.relayed:
+            track.payload_type = next(c.payloadType for c in tu._codecs if c.mimeType.lower() == "audio/opus")
         deadline = time.monotonic() + timeout
         while self.pc_upstream.connectionState != "connected":
             if self.pc_upstream.connectionState in ("failed", "closed"):
@@ -232,6 +237,7 @@ class Bridge:
             "end_reason": self.end_reason,
             **self.stats,
             "rtp_queue_dropped": sum(t.dropped for t in self.tracks),
+            "rtp_not_opus": sum(t.foreign for t in self.tracks),
             "relay_ms_p50": round(relay[len(relay) // 2], 3) if relay else None,
         }
 

@@ -78,6 +78,8 @@ class RelayTrack(MediaStreamTrack):
 
     def __init__(self, on_packet: Callable[[RtpPacket], None] | None = None) -> None:
         super().__init__()
+        self.payload_type: int | None = None  # the source leg's Opus payload type, once negotiated
+        self.foreign = 0  # packets of another payload type (DTMF, comfort noise...) not relayed as Opus
         self._queue: asyncio.Queue = asyncio.Queue()
         self._ssrc: int | None = None
         self._base = 0  # source timestamp that maps to pts ``_offset``
@@ -90,6 +92,9 @@ class RelayTrack(MediaStreamTrack):
     def push(self, packet: RtpPacket) -> None:
         """Called on the media loop by the other leg's receiver tap."""
         if self.readyState != "live" or not packet.payload:
+            return
+        if self.payload_type is not None and packet.payload_type != self.payload_type:
+            self.foreign += 1
             return
         if packet.ssrc != self._ssrc:
             self._ssrc = packet.ssrc

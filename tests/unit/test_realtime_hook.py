@@ -84,6 +84,19 @@ def test_relay_track_keeps_bytes_and_timing_and_bounds_its_queue():
     assert track.dropped == 5 and bytes(first) == bytes([5])
 
 
+def test_relay_track_passes_only_the_negotiated_opus_payload_type():
+    async def go():
+        track = RelayTrack()
+        track.payload_type = 111
+        track.push(packet(1, 0, b"opus"))
+        dtmf = packet(2, 0, b"\x05\x0a\x00\xa0")
+        dtmf.payload_type = 126
+        track.push(dtmf)
+        return track._queue.qsize(), track.foreign
+
+    assert run(go()) == (1, 1)
+
+
 def test_the_sender_packs_relayed_opus_without_touching_it():
     opus = next(c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus")
     codec = aiortc.RTCRtpCodecParameters(mimeType=opus.mimeType, clockRate=opus.clockRate, channels=2, payloadType=111)

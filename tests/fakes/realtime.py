@@ -7,9 +7,9 @@
 
 The provider answers ``POST /v1/realtime/calls`` only as OpenAI does (Bearer key, multipart
 with ``sdp`` and a ``session`` JSON whose ``type`` is realtime, ``201`` + ``Location`` + SDP),
-sends a known Opus stream (tests/data), echoes the audio it receives, and speaks JSON events on
-``oai-events`` (``session.created``; ``response.create`` -> ``response.done`` with usage; any
-other event is echoed). ``POST /v1/realtime/calls/{id}/hangup`` closes the call. Every Opus
+sends a known Opus stream (tests/data) once it hears the client's first packet, echoes the
+audio it receives, and speaks JSON events on ``oai-events`` (``session.created``;
+``response.create`` -> ``response.done`` with usage; any other event is echoed). ``POST /v1/realtime/calls/{id}/hangup`` closes the call. Every Opus
 payload sent and received is recorded with its time, taken before aiortc's jitter buffer.
 """
 from __future__ import annotations
@@ -94,8 +94,11 @@ class VoiceTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, packets: list[bytes], *, repeat: bool = False) -> None:
+    def __init__(self, packets: list[bytes], *, repeat: bool = False, wait_for_audio: bool = False) -> None:
         super().__init__()
+        self.heard = asyncio.Event()  # set by the owner on the first audio received
+        if not wait_for_audio:
+            self.heard.set()
         self.packets = list(packets)
         self.repeat = repeat
         self.echo: asyncio.Queue = asyncio.Queue()
@@ -109,9 +112,10 @@ class VoiceTrack(MediaStreamTrack):
     async def recv(self):
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.perf_counter()
         if self._start is None:
-            self._start = now
+            await self.heard.wait()  # a model speaks once it hears someone
+            self._start = time.perf_counter()
+        now = time.perf_counter()
         payload = None
         if self._index < len(self.packets) or self.repeat:
             due = self._start + self._index * 0.02
@@ -188,7 +192,7 @@ class FakeRealtimeProvider:
     async def _answer(self, offer_sdp: str, session: dict, dead: bool) -> FakeCall:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         call_id = f"rtc_fake_{next(self._ids)}"
-        voice = VoiceTrack(self.packets if self.send_stream else [])
+        voice = VoiceTrack(self.packets if self.send_stream else [], wait_for_audio=True)
         call = FakeCall(call_id, pc, session, voice)
 
         @pc.on("connectionstatechange")
@@ -222,8 +226,12 @@ class FakeRealtimeProvider:
             if transceiver.kind == "audio":
                 transceiver.direction = "sendrecv"
                 transceiver.sender.replaceTrack(voice)
-                record_receiver(transceiver.receiver, call.received,
-                                (lambda p: voice.push(p.payload)) if self.echo else None)
+                def heard(packet, voice=voice):
+                    voice.heard.set()
+                    if self.echo:
+                        voice.push(packet.payload)
+
+                record_receiver(transceiver.receiver, call.received, heard)
         await pc.setLocalDescription(await pc.createAnswer())
         answer = pc.localDescription.sdp
         if dead:  # an answer whose peer is gone: ICE never completes

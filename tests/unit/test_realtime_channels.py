@@ -67,3 +67,19 @@ def test_client_events_wait_for_the_provider_channel_in_order():
     client.deliver("e5")
     assert upstream.sent == [f"e{n}" for n in range(6)]
     assert bridge.stats["dc_to_upstream"] == 6
+
+
+def test_ice_servers_are_always_explicit():
+    """aiortc falls back to a public STUN server when iceServers is None; the bridge never lets it."""
+    from app.config import IceServer
+
+    async def make(settings):
+        bridge = Bridge("t", check_offer(OFFER), settings)
+        return [pc._RTCPeerConnection__configuration.iceServers for pc in (bridge.pc_client, bridge.pc_upstream)]
+
+    loop = asyncio.new_event_loop()
+    assert loop.run_until_complete(make(RealtimeConfig())) == [[], []]
+    turn = IceServer(urls=("turn:turn.example.org:3478",), username="u", credential="c")
+    configured = loop.run_until_complete(make(RealtimeConfig(ice_servers=(turn,))))
+    assert [[(s.urls, s.username, s.credential) for s in servers] for servers in configured] == \
+        [[(["turn:turn.example.org:3478"], "u", "c")]] * 2

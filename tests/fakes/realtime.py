@@ -191,8 +191,11 @@ class FakeRealtimeProvider:
     # -- the WebRTC call ------------------------------------------------------------------------
     async def _answer(self, offer_sdp: str, session: dict, dead: bool) -> FakeCall:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        call_id = f"rtc_fake_{next(self._ids)}"
-        voice = VoiceTrack(self.packets if self.send_stream else [], wait_for_audio=True)
+        number = next(self._ids)
+        call_id = f"rtc_fake_{number}"
+        shift = (13 * number) % len(self.packets)  # each call its own order, so calls can be told apart
+        stream = self.packets[shift:] + self.packets[:shift]
+        voice = VoiceTrack(stream if self.send_stream else [], wait_for_audio=True)
         call = FakeCall(call_id, pc, session, voice)
 
         @pc.on("connectionstatechange")
@@ -266,6 +269,14 @@ class FakeRealtimeProvider:
                 with contextlib.suppress(OSError):
                     self._reply(status, {"error": {"message": message, "type": "invalid_request_error",
                                                    "code": code, "param": None}})
+
+            def do_GET(self):
+                """``/_test/calls``: what each call sent (hex payload, perf_counter), for a harness in another process."""
+                if self.path != "/_test/calls":
+                    return self._error(404, "unknown path")
+                self._reply(200, {call.id: {"sent": [[p.hex(), t] for p, t in list(call.voice.sent)],
+                                            "received": len(call.received), "closed": call.closed_at is not None}
+                                  for call in list(fake.calls.values())})
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -378,3 +389,22 @@ class ClientPeer:
             for transceiver in self.pc.getTransceivers():
                 transceiver.sender.replaceTrack(None)
         self.rtc.run(_go())
+
+
+def serve() -> None:
+    """``python -m tests.fakes.realtime KEY``: run the provider alone (bench/realtime.py puts it in its own process).
+
+    Prints its URL on the first line and runs until standard input closes.
+    """
+    import sys
+
+    rtc = RtcThread()
+    provider = FakeRealtimeProvider(rtc, api_keys={sys.argv[1]}).start()
+    print(provider.url, flush=True)
+    sys.stdin.read()
+    provider.stop()
+    rtc.stop()
+
+
+if __name__ == "__main__":
+    serve()

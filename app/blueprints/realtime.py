@@ -35,7 +35,7 @@ def _call(*, openai_route: bool) -> Response:
     caller = authenticate(request.headers)
     parsed = read_call_request(request, engine.config, caller, openai_route=openai_route)
     call_id, answer = calls.open_call(engine.config.client.realtime, parsed.target, parsed.offer, parsed.session,
-                                      current_context())
+                                      current_context(), caller.virtual_key)
     prefix = "/openai" if openai_route else ""
     return Response(answer, status=200, mimetype="application/sdp",
                     headers={"Location": f"{prefix}/v1/realtime/calls/{call_id}",
@@ -84,7 +84,8 @@ def websocket():
                               default_provider="openai" if openai_route else None,
                               pinned_key=request.headers.get("x-bf-api-key"))
     return ws_relay.relay(request.environ, target, current_context().request_id,
-                          ping_seconds=current_engine().config.client.realtime.ws_ping_interval_seconds)
+                          ping_seconds=current_engine().config.client.realtime.ws_ping_interval_seconds,
+                          virtual_key=caller.virtual_key)
 
 
 @bp.get("/v1/realtime")

@@ -31,6 +31,8 @@ class Call:
     upstream_id: str
     bridge: bridge_mod.Bridge
     started: float = field(default_factory=time.time)
+    virtual_key: str | None = None
+    request_id: str | None = None
     finishing: bool = False
     hung_up: bool = False  # set once the provider was told
     watcher: gevent.Greenlet | None = None
@@ -45,10 +47,11 @@ def active() -> int:
 
 
 def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, session: dict,
-              ctx: RequestContext | None = None) -> tuple[str, str]:
+              ctx: RequestContext | None = None, virtual_key: str | None = None) -> tuple[str, str]:
     """Relay a new call; returns the gateway's call id and the SDP answer for the client.
 
-    The provider's share of the time (its HTTP answer, its ICE/DTLS) goes to ``ctx.upstream_seconds``.
+    The provider's share of the time (its HTTP answer, its ICE/DTLS) goes to ``ctx.upstream_seconds``;
+    ``virtual_key`` is kept for the call's summary (budgets attribute usage by it).
     """
     global _reserved
     if active() >= settings.max_sessions_per_worker:
@@ -86,7 +89,8 @@ def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, s
         _reserved -= 1
     call_id = secrets.call_id(target.provider.name, upstream_call.call_id)
     bridge.call_id = call_id
-    call = _calls[call_id] = Call(call_id, target, upstream_call.call_id, bridge)
+    call = _calls[call_id] = Call(call_id, target, upstream_call.call_id, bridge, virtual_key=virtual_key,
+                                  request_id=ctx.request_id if ctx else None)
     call.watcher = gevent.spawn(_watch, call)
     log.info("realtime call %s opened (%s/%s, upstream %s, passthrough=%s)", call_id, target.provider.name,
              target.model, upstream_call.call_id, bridge.passthrough)
@@ -125,7 +129,8 @@ def _finish(call: Call, reason: str) -> None:
     bridge = call.bridge
     report_call({
         "call_id": call.id, "transport": "webrtc", "provider": call.target.provider.name,
-        "model": call.target.model, "upstream_call_id": call.upstream_id,
+        "model": call.target.model, "upstream_call_id": call.upstream_id, "request_id": call.request_id,
+        "key": call.target.key.name if call.target.key else None, "virtual_key": call.virtual_key,
         "duration_s": round(time.time() - call.started, 3), "reason": reason,
         **bridge.usage.as_dict(), **bridge.summary(),
     })

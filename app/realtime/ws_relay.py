@@ -39,7 +39,8 @@ class _Client(Client):
         self.connected = self._handle_events()
 
 
-def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds: float = 15.0) -> Response:
+def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds: float = 15.0,
+          virtual_key: str | None = None) -> Response:
     try:
         provider_ws = _Client.connect(upstream.websocket_url(target), headers=target.headers(),
                                      ping_interval=ping_seconds)
@@ -62,8 +63,10 @@ def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds:
     gevent.joinall(pumps, timeout=5)
     gevent.killall(pumps)
     report_call({"call_id": request_id, "transport": "websocket", "provider": target.provider.name,
-                 "model": target.model, "duration_s": round(time.time() - started, 3),
-                 "reason": ends[0] if ends else "closed", **usage.as_dict(), **counts})
+                 "model": target.model, "request_id": request_id,
+                 "key": target.key.name if target.key else None, "virtual_key": virtual_key,
+                 "duration_s": round(time.time() - started, 3), "reason": ends[0] if ends else "closed",
+                 **usage.as_dict(), **counts})
     return _HandledResponse(client_ws)
 
 

@@ -85,7 +85,15 @@ def websocket():
                               pinned_key=request.headers.get("x-bf-api-key"))
     return ws_relay.relay(request.environ, target, current_context().request_id,
                           ping_seconds=current_engine().config.client.realtime.ws_ping_interval_seconds,
-                          virtual_key=caller.virtual_key)
+                          virtual_key=caller.virtual_key, session=_secret_session(caller))
+
+
+def _secret_session(caller) -> dict | None:
+    """What a client secret configured beyond its model, to apply before the client speaks."""
+    if caller.secret is None:
+        return None
+    session = {k: v for k, v in caller.secret.session.items() if k != "model"}
+    return session if set(session) - {"type"} else None
 
 
 @bp.get("/v1/realtime")

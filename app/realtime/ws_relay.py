@@ -12,6 +12,7 @@ import logging
 import time
 
 import gevent
+import orjson
 from flask import Response
 from simple_websocket import Client, ConnectionClosed, Server
 from simple_websocket import ConnectionError as HandshakeRefused
@@ -40,7 +41,8 @@ class _Client(Client):
 
 
 def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds: float = 15.0,
-          virtual_key: str | None = None) -> Response:
+          virtual_key: str | None = None, session: dict | None = None) -> Response:
+    """Relay one client socket; ``session`` (a client secret's) is sent upstream first as session.update."""
     try:
         provider_ws = _Client.connect(upstream.websocket_url(target), headers=target.headers(),
                                      ping_interval=ping_seconds)
@@ -52,6 +54,8 @@ def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds:
         raise GatewayError(f"{target.provider.name} realtime WebSocket unreachable: {exc.__class__.__name__}", 502,
                            is_bifrost_error=True, provider=target.provider.name, model=target.model,
                            request_type="realtime") from None
+    if session:
+        provider_ws.send(orjson.dumps({"type": "session.update", "session": session}).decode())
     client_ws = _Server(environ, ping_interval=ping_seconds)
     usage = CallUsage()
     started = time.time()

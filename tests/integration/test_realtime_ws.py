@@ -65,7 +65,8 @@ def test_openai_sdk_realtime_client_events_both_ways(ws_gateway, ws_fake):
 def test_subprotocol_auth_with_a_gateway_client_secret(ws_gateway, ws_fake):
     import urllib.request
     request = urllib.request.Request(ws_gateway.url + "/openai/v1/realtime/client_secrets", method="POST",
-                                     data=json.dumps({"session": {"model": "gpt-realtime"}}).encode(),
+                                     data=json.dumps({"session": {"model": "gpt-realtime",
+                                                                  "instructions": "speak like a pirate"}}).encode(),
                                      headers={"Content-Type": "application/json"})
     secret = json.loads(urllib.request.urlopen(request, timeout=5).read())["value"]
     url = ws_gateway.url.replace("http", "ws") + "/openai/v1/realtime?model=gpt-realtime"
@@ -73,6 +74,9 @@ def test_subprotocol_auth_with_a_gateway_client_secret(ws_gateway, ws_fake):
         assert ws.subprotocol == "realtime"
         assert json.loads(ws.recv(timeout=5))["type"] == "session.created"
     assert ws_fake.connections[-1]["authorization"] == f"Bearer {WS_KEY}"
+    # the session the secret was minted with is applied upstream before the client's own events
+    assert ws_fake.connections[-1]["events"][0] == {"type": "session.update", "session": {
+        "type": "realtime", "instructions": "speak like a pirate"}}
     # the secret is bound to its model; a forged one is refused before any upgrade
     with pytest.raises(InvalidStatus) as refused:
         connect(ws_gateway.url.replace("http", "ws") + "/v1/realtime?model=openai/other",

@@ -24,6 +24,7 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     from app import handlers
     from app.blueprints import health, inference
+    from app.blueprints import realtime  # aiortc, in the worker only; its media thread starts at the first call
     from app.config import load_config
     from app.engine import Engine
     from app.errors import GatewayError
@@ -38,8 +39,6 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     app.register_blueprint(inference.bp)
     app.register_blueprint(health.bp)
-    from app.blueprints import realtime  # loads aiortc in the worker (never the master); the media thread starts on the first call
-
     app.register_blueprint(realtime.bp)
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)

@@ -56,4 +56,6 @@ def test_webrtc_suite_in_a_loopback_only_namespace(tmp_path, capsys):
             for line in report.read_text().splitlines():
                 print("    figures:", json.dumps(json.loads(line)))
     assert process.returncode == 0, output[-6000:]
-    assert results and all(outcome == "passed" for _, outcome in results), output[-6000:]
+    # a skip is allowed only where the inner test says why (the browser example without Chromium)
+    assert results and all(outcome in ("passed", "skipped") for _, outcome in results), output[-6000:]
+    assert sum(outcome == "passed" for _, outcome in results) >= len(results) - 1, output[-6000:]

@@ -83,7 +83,7 @@ def test_added_latency_per_packet_is_reported(gateway, provider, rtc):
     report("latency", direct_p50_ms=round(direct_p50, 2), direct_p90_ms=round(direct_p90, 2),
            gateway_p50_ms=round(via_p50, 2), gateway_p90_ms=round(via_p90, 2), added_p50_ms=round(added, 2),
            packets=count)
-    assert added < 40, f"packets wait {added:.1f} ms in the gateway: is the jitter buffer in the path?"
+    assert added < 60, f"packets wait {added:.1f} ms in the gateway: is the jitter buffer in the path?"
 
 
 def test_data_channel_events_flow_both_ways_and_usage_is_counted(gateway, provider, rtc):

@@ -169,6 +169,23 @@ def test_sigterm_to_the_worker_hangs_up_every_upstream_call(provider, chat_fake,
             client.close()
 
 
+def test_max_requests_recycle_hangs_up_the_calls(provider, chat_fake, rtc):
+    with GatewayProcess(gateway_config(provider.url, chat_fake.url),
+                        env={"GUNICORN_CMD_ARGS": "--max-requests 4"}) as gateway:
+        (worker,) = _worker_pids(gateway.process.pid)  # the health checks of start-up count as requests too
+        client = ClientPeer(rtc)
+        open_call(gateway, client)
+        call = newest(provider)
+        assert wait_for(lambda: len(call.received) >= 10, 5)
+        for _ in range(6):  # enough requests for the worker to retire after its in-flight ones
+            post(gateway.url + "/v1/realtime/calls", b"", {"Content-Type": "text/plain"})
+            if worker not in _worker_pids(gateway.process.pid):
+                break
+        assert wait_for(lambda: call.hangup_at is not None, 8), gateway.log()[-2000:]
+        assert wait_for(lambda: worker not in _worker_pids(gateway.process.pid), 5)
+        client.close()
+
+
 def test_ten_concurrent_calls_in_one_worker_while_chat_keeps_answering(provider, chat_fake, rtc):
     with GatewayProcess(gateway_config(provider.url, chat_fake.url, max_sessions_per_worker=10,
                                        handshake_timeout_seconds=10, idle_timeout_seconds=10)) as gateway:

@@ -18,14 +18,17 @@ from app.responses import json_response
 bp = Blueprint("realtime", __name__)
 
 
+# /openai/... serves the OpenAI SDK pointed at base_url ".../openai/v1" or ".../openai" (a bare model means OpenAI)
 @bp.post("/v1/realtime/calls")
 @bp.post("/openai/v1/realtime/calls")
+@bp.post("/openai/realtime/calls")
 def create_call():
     return _call(openai_route=request.path.startswith("/openai/"))
 
 
 @bp.post("/v1/realtime")
 @bp.post("/openai/v1/realtime")
+@bp.post("/openai/realtime")
 def create_call_legacy():
     return _call(openai_route=request.path.startswith("/openai/"))
 
@@ -36,14 +39,15 @@ def _call(*, openai_route: bool) -> Response:
     parsed = read_call_request(request, engine.config, caller, openai_route=openai_route)
     call_id, answer = calls.open_call(engine.config.client.realtime, parsed.target, parsed.offer, parsed.session,
                                       current_context(), caller.virtual_key)
-    prefix = "/openai" if openai_route else ""
+    base = request.path[: request.path.index("/realtime")]  # /v1, /openai/v1 or /openai
     return Response(answer, status=200, mimetype="application/sdp",
-                    headers={"Location": f"{prefix}/v1/realtime/calls/{call_id}",
+                    headers={"Location": f"{base}/realtime/calls/{call_id}",
                              "x-bifrost-provider": parsed.target.provider.name})
 
 
 @bp.post("/v1/realtime/calls/<call_id>/hangup")
 @bp.post("/openai/v1/realtime/calls/<call_id>/hangup")
+@bp.post("/openai/realtime/calls/<call_id>/hangup")
 def hangup(call_id: str):
     authenticate(request.headers)
     calls.end_call(current_engine().config, call_id)
@@ -52,6 +56,7 @@ def hangup(call_id: str):
 
 @bp.post("/v1/realtime/client_secrets")
 @bp.post("/openai/v1/realtime/client_secrets")
+@bp.post("/openai/realtime/client_secrets")
 def client_secrets():
     caller = authenticate(request.headers)
     raw = request.get_data(cache=False)
@@ -75,6 +80,7 @@ def client_secrets():
 
 @bp.get("/v1/realtime", websocket=True)  # werkzeug routes Upgrade: websocket requests only to such rules
 @bp.get("/openai/v1/realtime", websocket=True)
+@bp.get("/openai/realtime", websocket=True)
 def websocket():
     caller = authenticate(request.headers)
     model = request.args.get("model")
@@ -98,5 +104,6 @@ def _secret_session(caller) -> dict | None:
 
 @bp.get("/v1/realtime")
 @bp.get("/openai/v1/realtime")
+@bp.get("/openai/realtime")
 def websocket_required():
     raise bad_request("this route is a WebSocket: send an Upgrade: websocket request", param="Upgrade")

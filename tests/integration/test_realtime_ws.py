@@ -62,6 +62,15 @@ def test_openai_sdk_realtime_client_events_both_ways(ws_gateway, ws_fake):
     assert summary["transport"] == "websocket" and summary["turns"] == 1 and summary["total_tokens"] == 12
 
 
+def test_openai_sdk_with_the_openai_base_url_and_a_bare_model(ws_gateway, ws_fake):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=ws_gateway.url + "/openai", api_key="sk-app-any")
+    with client.realtime.connect(model="gpt-realtime") as connection:
+        assert connection.recv().type == "session.created"
+    assert ws_fake.connections[-1]["path"] == "/v1/realtime?model=gpt-realtime"
+
+
 def test_subprotocol_auth_with_a_gateway_client_secret(ws_gateway, ws_fake):
     import urllib.request
     request = urllib.request.Request(ws_gateway.url + "/openai/v1/realtime/client_secrets", method="POST",

@@ -57,8 +57,12 @@ def test_openai_sdk_realtime_client_events_both_ways(ws_gateway, ws_fake):
     assert upstream["path"] == "/v1/realtime?model=gpt-realtime"
     assert [e["type"] for e in upstream["events"]] == ["session.update", "response.create"]
     assert wait_for(lambda: upstream["close_code"] == 1000, 3)
-    line = [l for l in ws_gateway.log().splitlines() if "realtime call summary" in l][-1]
-    summary = json.loads(line.split("realtime call summary ", 1)[1])
+    lines = []
+    # the summary is written once both pumps have stopped, just after the client's close returns
+    assert wait_for(lambda: lines.extend(l for l in ws_gateway.log().splitlines()
+                                         if "realtime call summary" in l and '"transport":"websocket"' in l
+                                         and '"turns":1' in l) or lines, 6)
+    summary = json.loads(lines[-1].split("realtime call summary ", 1)[1])
     assert summary["transport"] == "websocket" and summary["turns"] == 1 and summary["total_tokens"] == 12
 
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install install-test bench bench-soak clean
+.PHONY: run test install install-test bench bench-soak bench-realtime clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: install
 bench-soak: install
 	PYTHON=$(PYTHON) bench/setup.sh
 	bench/.venv/bin/python bench/run.py --soak $(BENCH_ARGS)
+
+# WebRTC calls per worker: CPU, added latency, loss (bench/realtime.py). Needs root (a network namespace).
+bench-realtime: install-test
+	unshare -n sh -c 'ip link set lo up && ip addr add 127.0.0.2/8 dev lo && exec "$$0" bench/realtime.py $(BENCH_ARGS)' $(BIN)/python
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -69,7 +69,14 @@ def on_reload(server):
 
 
 def worker_exit(server, worker):
-    """After the last request of a worker: plugins flush (logs, counters) before the process ends."""
+    """After the last request of a worker (SIGTERM, HUP reload, max_requests).
+
+    Realtime calls are ended and hung up upstream, so no provider call is left billing;
+    then the plugins flush what they hold (log rows, counters).
+    """
+    calls = sys.modules.get("app.realtime.calls")
+    if calls is not None:
+        calls.shutdown("worker exit")
     from app import shutdown
 
     shutdown()

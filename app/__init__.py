@@ -24,7 +24,7 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
     from werkzeug.exceptions import HTTPException
 
     from app import handlers
-    from app.blueprints import health, inference, surfaces
+    from app.blueprints import health, inference, realtime, surfaces
     from app.config import current_config
     from app.engine import Engine
     from app.errors import GatewayError
@@ -54,6 +54,7 @@ def create_app(config: "GatewayConfig | None" = None) -> "Flask":
 
     app.register_blueprint(api_logs.bp)
     metrics.install(app, config)  # GET /metrics and the per-route HTTP series
+    app.register_blueprint(realtime.bp)
 
     app.wsgi_app = GatewayMiddleware(app.wsgi_app, config.client)
     app.register_error_handler(GatewayError, error_response)

@@ -77,6 +77,25 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    """client.realtime: WebRTC calls and the realtime WebSocket relay (app/realtime/)."""
+
+    ice_servers: tuple[IceServer, ...] = ()  # none: host candidates only, never a public STUN default
+    idle_timeout_seconds: float = 10.0
+    max_call_seconds: float = 3600.0
+    max_sessions_per_worker: int = 8
+    handshake_timeout_seconds: float = 10.0
+    ws_ping_interval_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     drop_excess_requests: bool = False
     max_request_body_size_mb: int = 100
@@ -89,6 +108,7 @@ class ClientConfig:
     allow_per_request_content_storage_override: bool = False
     log_retention_days: int = 365
     disable_db_pings_in_health: bool = False
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
 
 @dataclass(frozen=True)
@@ -172,6 +192,31 @@ class ProviderSchema(_Strict):
     store_raw_request_response = fields.Boolean()
 
 
+class IceServerSchema(_Strict):
+    urls = fields.Raw(required=True)  # a string or a list of strings, as in RTCIceServer
+    username = fields.String()
+    credential = fields.String()
+
+    @validates_schema
+    def _check_urls(self, data: dict, **_: Any) -> None:
+        urls = data["urls"]
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls or not all(
+            isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns") for u in urls
+        ):
+            raise ValidationError("must be a stun:/turn: URL or a non-empty list of them", "urls")
+
+
+class RealtimeSchema(_Strict):
+    ice_servers = fields.List(fields.Nested(IceServerSchema), load_default=list)
+    idle_timeout_seconds = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False))
+    max_call_seconds = fields.Float(load_default=3600.0, validate=validate.Range(min=0, min_inclusive=False))
+    max_sessions_per_worker = fields.Integer(load_default=8, validate=validate.Range(min=1))
+    handshake_timeout_seconds = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False))
+    ws_ping_interval_seconds = fields.Float(load_default=15.0, validate=validate.Range(min=0, min_inclusive=False))
+
+
 class ClientSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # Bifrost has many client flags; the ones we act on are checked
@@ -186,6 +231,7 @@ class ClientSchema(Schema):
     allow_per_request_content_storage_override = fields.Boolean(load_default=False)
     log_retention_days = fields.Integer(load_default=365, validate=validate.Range(min=0))
     disable_db_pings_in_health = fields.Boolean(load_default=False)
+    realtime = fields.Nested(RealtimeSchema, load_default=lambda: RealtimeSchema().load({}))
 
 
 class ConfigSchema(_Strict):
@@ -306,9 +352,29 @@ def parse_config(document: dict, *, source: str = "<dict>", environ: Mapping[str
             allow_per_request_content_storage_override=client["allow_per_request_content_storage_override"],
             log_retention_days=client["log_retention_days"],
             disable_db_pings_in_health=client["disable_db_pings_in_health"],
+            realtime=_realtime(client["realtime"]),
         ),
         source=source,
         raw=resolved,
+    )
+
+
+def _realtime(spec: dict) -> RealtimeConfig:
+    servers = tuple(
+        IceServer(
+            urls=(s["urls"],) if isinstance(s["urls"], str) else tuple(s["urls"]),
+            username=s.get("username"),
+            credential=s.get("credential"),
+        )
+        for s in spec["ice_servers"]
+    )
+    return RealtimeConfig(
+        ice_servers=servers,
+        idle_timeout_seconds=spec["idle_timeout_seconds"],
+        max_call_seconds=spec["max_call_seconds"],
+        max_sessions_per_worker=spec["max_sessions_per_worker"],
+        handshake_timeout_seconds=spec["handshake_timeout_seconds"],
+        ws_ping_interval_seconds=spec["ws_ping_interval_seconds"],
     )
 
 

@@ -13,7 +13,7 @@ from app.context import RequestContext
 
 CONTEXT_KEY = "bifrost.context"
 LOCAL_ORIGINS = ("http://localhost", "http://127.0.0.1", "https://localhost", "https://127.0.0.1")
-EXPOSED_HEADERS = "x-request-id, x-bifrost-provider, x-bifrost-fallback-index, x-bifrost-overhead-ms"
+EXPOSED_HEADERS = "x-request-id, x-bifrost-provider, x-bifrost-fallback-index, x-bifrost-overhead-ms, location"
 
 
 class GatewayMiddleware:

@@ -4,7 +4,7 @@
 1. Tool injection, in-process: the MCP plugin's before-hook on a chat Call, with 21 tools from 3 clients,
    for the common cases (no headers; include headers; a request with tools of its own), plus the extra
    JSON encoding of the larger upstream body. p50 / p99 in microseconds.
-2. /v1/mcp/tool/execute against a real streamable-HTTP MCP server (tests/mcp/servers.py), compared with the
+2. /v1/mcp/tool/execute against a real streamable-HTTP MCP server (tests/mcp_servers/servers.py), compared with the
    official MCP client calling the same server directly over one session: p50 / p99 in ms and the overhead.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def execute_overhead(calls: int) -> None:
     import requests
 
     from tests.gateway_process import GatewayProcess
-    from tests.mcp.harness import ServerProcess
+    from tests.mcp_servers.harness import ServerProcess
 
     workdir = tempfile.mkdtemp()
     server = ServerProcess("http", workdir)

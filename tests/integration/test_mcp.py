@@ -1,4 +1,4 @@
-"""MCP through the real gateway: three real MCP servers (stdio, streamable HTTP, SSE; tests/mcp/servers.py),
+"""MCP through the real gateway: three real MCP servers (stdio, streamable HTTP, SSE; tests/mcp_servers/servers.py),
 tool execution, injection into what the fake upstream receives, agent mode, and /mcp with the official client."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
 from tests.fakes.common import DEFAULT_TEXT
 from tests.gateway_process import GatewayProcess
-from tests.mcp.harness import ServerProcess, mcp_round_trip, stdio_client
+from tests.mcp_servers.harness import ServerProcess, mcp_round_trip, stdio_client
 
 EXECUTE = "/v1/mcp/tool/execute"
 CHAT = "/v1/chat/completions"

@@ -13,7 +13,7 @@ import requests
 from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
 from tests.gateway_process import GatewayProcess
-from tests.mcp.harness import ServerProcess, mcp_round_trip, read_pid, stdio_client
+from tests.mcp_servers.harness import ServerProcess, mcp_round_trip, read_pid, stdio_client
 
 CLIENTS = "/api/mcp/clients"
 EXECUTE = "/v1/mcp/tool/execute"

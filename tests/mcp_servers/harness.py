@@ -1,4 +1,4 @@
-"""Starting the test MCP servers (tests/mcp/servers.py) and a gateway configured with them."""
+"""Starting the test MCP servers (tests/mcp_servers/servers.py) and a gateway configured with them."""
 from __future__ import annotations
 
 import os
@@ -19,7 +19,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}" + ("/mcp" if transport == "http" else "/sse")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.mcp.servers", transport, str(self.port)],
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.mcp_servers.servers", transport, str(self.port)],
                                         cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -45,7 +45,7 @@ class ServerProcess:
 
 def stdio_client(name: str, cwd: str, **extra) -> dict:
     return {"name": name, "connection_type": "stdio",
-            "stdio_config": {"command": sys.executable, "args": ["-m", "tests.mcp.servers", "stdio"],
+            "stdio_config": {"command": sys.executable, "args": ["-m", "tests.mcp_servers.servers", "stdio"],
                              "envs": {"PYTHONPATH": str(ROOT), **extra.pop("envs", {})}, "cwd": cwd},
             **extra}
 

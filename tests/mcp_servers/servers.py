@@ -1,8 +1,8 @@
 """Real MCP servers for the tests, written with the SDK's MCPServer (FastMCP in mcp 1.x).
 
-    python -m tests.mcp.servers stdio            over stdin/stdout
-    python -m tests.mcp.servers http PORT        streamable HTTP at /mcp
-    python -m tests.mcp.servers sse PORT         SSE at /sse
+    python -m tests.mcp_servers.servers stdio            over stdin/stdout
+    python -m tests.mcp_servers.servers http PORT        streamable HTTP at /mcp
+    python -m tests.mcp_servers.servers sse PORT         SSE at /sse
 
 The files read by read_file are relative to the working directory. MCP_PID_FILE, when set,
 receives the process id (the tests kill the server); MCP_CALLS_FILE gets one line per

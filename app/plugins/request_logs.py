@@ -291,6 +291,9 @@ def row_of(call: "Call", kind: str, hidden: bool) -> dict:
         "content_hidden": hidden,
         "content": None,
     }
+    metadata = call.state.get("logs.metadata")  # e.g. a realtime call's transport, turns, duration
+    if metadata:
+        row["metadata"] = _dumps(metadata)
     attribution = call.state.get("governance")  # set by governance: virtual key, team, customer ids and names
     if attribution:
         for name in ATTRIBUTION_FIELDS:

@@ -126,7 +126,9 @@ class Auth:
             if path == QUOTA_PATH or self.admin_ok(environ):
                 return
             raise unauthorized()
-        if self.inference_open or virtual_key is not None or path.startswith(REALTIME_PREFIXES) or self.admin_ok(environ):
+        if self.inference_open or virtual_key is not None or path.startswith(REALTIME_PREFIXES):
+            return
+        if self.admin_ok(environ):
             return
         raise unauthorized("Unauthorized: send a virtual key, Basic credentials or a session token")
 

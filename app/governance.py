@@ -67,7 +67,7 @@ class VirtualKey:
     attribution: Mapping[str, Any] = field(default_factory=dict)
     chains: Mapping[str | None, tuple[Meter, ...]] = field(default_factory=dict)  # provider -> ordered meters
     key_filter: Mapping[str, frozenset[str]] | None = None  # provider -> the key_ids its config allows
-    mcp_configs: tuple[Mapping[str, Any], ...] = ()  # which MCP clients and tools the key may use (app/mcp/catalog.Access)
+    mcp_configs: tuple[Mapping[str, Any], ...] = ()  # the MCP clients and tools it may use (app/mcp/catalog.Access)
 
     def chain(self, route: ProviderRoute | None) -> tuple[Meter, ...]:
         """Every meter a request through ``route`` is admitted against, in the order they are checked."""

@@ -94,8 +94,8 @@ class Series:
         # MCP tool executions (app/mcp/manager.py listeners): /v1/mcp/tool/execute, agent mode, /mcp
         self.mcp_executions = counter("bifrost_mcp_tool_executions_total", "MCP tool executions by outcome",
                                       ("client", "tool", "status"))
-        self.mcp_duration = histogram("bifrost_mcp_tool_execution_duration_seconds", "MCP tool execution time in seconds",
-                                      ("client", "tool"), LATENCY_BUCKETS)
+        self.mcp_duration = histogram("bifrost_mcp_tool_execution_duration_seconds",
+                                      "MCP tool execution time in seconds", ("client", "tool"), LATENCY_BUCKETS)
 
 
 # Counted by the request log plugin when its queue is full; one series, no labels.

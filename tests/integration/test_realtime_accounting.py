@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.request
 
 import pytest
@@ -184,4 +183,3 @@ def test_admin_auth_guards_realtime_when_auth_config_is_on(ws_fake):
                               json={"session": {"model": "openai/gpt-realtime"}})
         assert plain.status_code == 401
         assert requests.get(gateway.url + "/api/logs", timeout=5).status_code == 401  # /api stays admin-only
-        time.sleep(0.1)

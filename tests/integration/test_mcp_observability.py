@@ -185,3 +185,18 @@ def test_mcp_server_lists_only_the_keys_tools(gateway):
     assert echo.content[0].text == "over mcp"
     _, everything, _, _ = asyncio.run(mcp_round_trip(gateway.url + "/mcp"))
     assert {"fs-echo", "web-echo", "web-add"} <= {t.name for t in everything.tools}
+
+
+def test_content_logging_off_keeps_the_arguments_out_of_the_log(upstream, tmp_path):
+    config = {"providers": {"openai": {"keys": [{"name": "k", "value": "sk-mcp", "models": ["*"]}],
+                                       "network_config": {"base_url": upstream.url}}},
+              "client": {"disable_content_logging": True}, "mcp": {"client_configs": [None]}}
+    server = GatewayProcess(config, app_dir=str(tmp_path))
+    config["mcp"]["client_configs"][0] = stdio_client("fs", server.app_dir)
+    with server:
+        wait_for(lambda: any(c["state"] == "connected" for c in
+                             requests.get(server.url + "/api/mcp/clients", timeout=5).json()["clients"]), timeout=20)
+        request_id = f"hidden-{uuid.uuid4()}"
+        assert execute(server, "fs-echo", {"text": "secret words"}, request_id=request_id).status_code == 200
+        [row] = wait_for(lambda: mcp_logs(server, request_id=request_id)["logs"])
+        assert row["content_hidden"] is True and "arguments" not in row and row["status"] == "success"

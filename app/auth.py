@@ -28,6 +28,8 @@ SESSION_COOKIE = "token"
 ALWAYS_OPEN = frozenset({"/health", "/api/session/login", "/api/session/is-auth-enabled", "/api/oauth/callback"})
 QUOTA_PATH = "/api/governance/virtual-keys/quota"  # authenticated by the virtual key itself
 PASSWORD_HASH_KEY = "admin_password_hash"
+# Decided by app/realtime/auth.py: client secrets and keys in the WebSocket subprotocol (browsers send no headers)
+REALTIME_PREFIXES = ("/v1/realtime", "/openai/v1/realtime", "/openai/realtime")
 
 
 def unauthorized(message: str = "Unauthorized: send Basic credentials or a session token") -> GatewayError:
@@ -124,7 +126,9 @@ class Auth:
             if path == QUOTA_PATH or self.admin_ok(environ):
                 return
             raise unauthorized()
-        if self.inference_open or virtual_key is not None or self.admin_ok(environ):
+        if self.inference_open or virtual_key is not None or path.startswith(REALTIME_PREFIXES):
+            return
+        if self.admin_ok(environ):
             return
         raise unauthorized("Unauthorized: send a virtual key, Basic credentials or a session token")
 

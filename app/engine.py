@@ -54,6 +54,10 @@ class Reply:
     call: Call | None = None
     native: bool = False  # the attempt passed the client's native body through
 
+    @property
+    def cost(self) -> float | None:
+        return self.call.cost if self.call is not None else None
+
 
 class Passage(NamedTuple):
     """How one target is called: the adapter method, its payload, and the native dialect if passed through."""

@@ -67,6 +67,7 @@ class VirtualKey:
     attribution: Mapping[str, Any] = field(default_factory=dict)
     chains: Mapping[str | None, tuple[Meter, ...]] = field(default_factory=dict)  # provider -> ordered meters
     key_filter: Mapping[str, frozenset[str]] | None = None  # provider -> the key_ids its config allows
+    mcp_configs: tuple[Mapping[str, Any], ...] = ()  # the MCP clients and tools it may use (app/mcp/catalog.Access)
 
     def chain(self, route: ProviderRoute | None) -> tuple[Meter, ...]:
         """Every meter a request through ``route`` is admitted against, in the order they are checked."""
@@ -171,6 +172,7 @@ class Snapshot:
             routes=tuple(routes), meters=tuple(meters), attribution=attribution,
             chains={None: ordered(meters), **{r.provider: ordered(meters + list(r.meters)) for r in routes}},
             key_filter={r.provider: r.key_ids for r in routes if r.key_ids is not None} or None,
+            mcp_configs=tuple(item for item in vk.get("mcp_configs") or () if isinstance(item, dict)),
         )
 
 

@@ -46,7 +46,7 @@ def messages():
         return served_headers(response, stream.served, CHAT)
     reply = engine.complete(CHAT, None, target, fallbacks, ctx, surface="anthropic", native=native)
     message = reply.body if reply.native else dialect.chat_response_to_message(reply.body)
-    return served_headers(json_response(message), reply.served, CHAT)
+    return served_headers(json_response(message), reply.served, CHAT, reply.cost)
 
 
 @bp.post("/v1/messages/count_tokens")

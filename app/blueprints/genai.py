@@ -86,7 +86,7 @@ def generate_content(name: str, stream: bool = False):
         return served_headers(response, upstream.served, CHAT + "_stream")
     reply = engine.complete(CHAT, None, target, fallbacks, ctx, surface="genai", native=native)
     out = reply.body if reply.native else dialect.chat_response_to_gemini(reply.body)
-    return served_headers(json_response(out), reply.served, CHAT)
+    return served_headers(json_response(out), reply.served, CHAT, reply.cost)
 
 
 def count_tokens(name: str):
@@ -105,7 +105,7 @@ def embed_content(name: str, batch: bool = False):
                           "requests is only allowed in batchEmbedContents", param="requests")
     reply = engine.complete(EMBEDDING, None, target, fallbacks, ctx, surface="genai", native=native)
     out = reply.body if reply.native else dialect.openai_embeddings_to_gemini(reply.body, batch)
-    return served_headers(json_response(out), reply.served, EMBEDDING)
+    return served_headers(json_response(out), reply.served, EMBEDDING, reply.cost)
 
 
 _METHODS = {

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import orjson
 
+from app.context import virtual_key_of
 from app.governance import Admission, Governance, ProviderRoute, VirtualKey, refusal
 from app.plugins import Plugin
 from app.pricing import Pricing
@@ -54,6 +55,20 @@ class GovernancePlugin(Plugin):
     def __init__(self, config) -> None:
         self.service = Governance(config)
         self.pricing = Pricing(config)
+        # The MCP routes without a Call (/v1/mcp/tool/execute, /mcp) ask this for the key's mcp_configs.
+        from app.mcp import manager_for
+
+        manager_for(config).vk_resolver = self.mcp_configs_of
+
+    def mcp_configs_of(self, environ: dict) -> "Sequence[dict] | None":
+        """The mcp_configs of the virtual key a request carries; the governance refusal for a bad key."""
+        value = virtual_key_of(environ)
+        if value is None:
+            if self.service.enforce:
+                raise refusal("virtual_key_required", 401,
+                              "virtual key is required: send it in x-bf-vk or as Authorization: Bearer sk-bf-...")
+            return None
+        return self.service.authenticate(value).mcp_configs or None
 
     # -- before the call -----------------------------------------------------------------------------
 
@@ -66,6 +81,8 @@ class GovernancePlugin(Plugin):
             return
         vk = self.service.authenticate(value)
         call.state["governance"] = state = dict(vk.attribution)
+        if vk.mcp_configs:
+            call.state["mcp_configs"] = vk.mcp_configs
         target = call.target
         candidates = self._candidates(vk, target)
         if candidates is None:  # no provider given and no provider config to route it: nothing is counted

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.call import Call
     from app.config import GatewayConfig
     from app.errors import GatewayError
+    from app.mcp.manager import ToolExecution
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 OTHER = "other"  # the shared label value for anything unbounded (unknown model, route, provider)
@@ -90,6 +91,11 @@ class Series:
         self.http_requests = counter("http_requests_total", "HTTP requests", ("path", "method", "status"))
         self.http_duration = histogram("http_request_duration_seconds", "HTTP request duration in seconds (to the headers)",
                                        ("path", "method", "status"), LATENCY_BUCKETS)
+        # MCP tool executions (app/mcp/manager.py listeners): /v1/mcp/tool/execute, agent mode, /mcp
+        self.mcp_executions = counter("bifrost_mcp_tool_executions_total", "MCP tool executions by outcome",
+                                      ("client", "tool", "status"))
+        self.mcp_duration = histogram("bifrost_mcp_tool_execution_duration_seconds",
+                                      "MCP tool execution time in seconds", ("client", "tool"), LATENCY_BUCKETS)
 
 
 # Counted by the request log plugin when its queue is full; one series, no labels.
@@ -168,6 +174,29 @@ class MetricsPlugin(Plugin):
         }
         self._children: dict[tuple, _Children] = {}
         self._active: dict[tuple[str, str], Any] = {}
+        from app.mcp import manager_for
+
+        self.mcp = manager_for(config)
+        self.mcp.listeners.append(self.tool_executed)
+        self._mcp_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def tool_executed(self, record: "ToolExecution") -> None:
+        """One MCP tool execution (main thread). Labels only name clients this worker runs and their tools."""
+        key = (record.client, record.tool, record.status)
+        pair = self._mcp_children.get(key)
+        if pair is None:
+            config = self.mcp.configs.get(record.client)
+            client = record.client if config is not None else OTHER
+            tool = record.tool if config is not None and self._tool_known(record.client, record.tool) else OTHER
+            pair = (self.series.mcp_executions.labels(client, tool, record.status),
+                    self.series.mcp_duration.labels(client, tool))
+            if client != OTHER and tool != OTHER:
+                self._mcp_children[key] = pair
+        pair[0].inc()
+        pair[1].observe(record.seconds)
+
+    def _tool_known(self, client: str, tool: str) -> bool:
+        return any(entry.client == client for entry in self.mcp.catalog.by_tool.get(tool, ()))
 
     # -- labels ------------------------------------------------------------------------------
 

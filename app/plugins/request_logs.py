@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from app.stores.logs import LogStore
 if TYPE_CHECKING:
     from app.call import Call
     from app.config import GatewayConfig
+    from app.mcp.manager import ToolExecution
 
 log = logging.getLogger("bifrost.logs")
 
@@ -71,6 +73,10 @@ class RequestLogs(Plugin):
             self.schema_ready = True
         except (Exception, gevent.Timeout) as exc:
             log.warning("request logs: store not ready at start-up (%s); rows wait in the queue", exc)
+        self.mcp_pending: list[dict] = []  # MCP tool executions waiting for the writer (their own table)
+        from app.mcp import manager_for
+
+        manager_for(config).listeners.append(self.tool_executed)
         self._writer = gevent.spawn(self._run)
 
     # -- hooks (request path: keep them tiny) -------------------------------------------------
@@ -97,6 +103,20 @@ class RequestLogs(Plugin):
         self.pending[request_id] = ("final", call)
         if len(self.pending) >= BATCH_MAX:
             self._wake.set()
+
+    def tool_executed(self, record: "ToolExecution") -> None:
+        """One MCP tool execution (app/mcp/manager.py listeners, main thread): queued like a request's row."""
+        if len(self.pending) + len(self.inflight) + len(self.mcp_pending) >= self.queue_size:
+            self._count_dropped()
+            return
+        hidden = self.hide_content or record.arguments is None
+        self.mcp_pending.append({
+            "id": uuid.uuid4().hex, "request_id": record.request_id, "timestamp": record.started_at,
+            "created_at": time.time(), "client_name": record.client, "tool_name": record.tool,
+            "source": record.source, "status": record.status, "latency": round(record.seconds * 1000.0, 3),
+            "arguments": None if hidden else _dumps(record.arguments), "error": record.error,
+            "content_hidden": hidden,
+        })
 
     def close(self) -> None:
         """Flush what is queued (gunicorn worker_exit), giving the store a few seconds."""
@@ -129,7 +149,7 @@ class RequestLogs(Plugin):
                     if removed:
                         log.info("request logs: %d row(s) past retention deleted", removed)
                 self._flush()
-                while stopping and (self.pending or self.inflight):
+                while stopping and (self.pending or self.inflight or self.mcp_pending):
                     self._flush()
                 if self.store_ok is False:
                     log.warning("request logs: store reachable again, writing the queued rows")
@@ -143,7 +163,7 @@ class RequestLogs(Plugin):
                 if schema_ready and self.inflight:
                     self._salvage()
             if stopping:
-                if not (self.pending or self.inflight):
+                if not (self.pending or self.inflight or self.mcp_pending):
                     return
                 deadline = deadline or time.monotonic() + 10.0
                 if time.monotonic() > deadline:
@@ -154,6 +174,13 @@ class RequestLogs(Plugin):
             self._wake.clear()
 
     def _flush(self) -> None:
+        if self.mcp_pending:
+            rows, self.mcp_pending = self.mcp_pending, []
+            try:
+                self._db(self.writer_store.write_mcp, rows)
+            except Exception:
+                self.mcp_pending[:0] = rows  # the store is down: they wait with the rest
+                raise
         if not self.inflight:
             if not self.pending:
                 return
@@ -264,6 +291,9 @@ def row_of(call: "Call", kind: str, hidden: bool) -> dict:
         "content_hidden": hidden,
         "content": None,
     }
+    metadata = call.state.get("logs.metadata")  # e.g. a realtime call's transport, turns, duration
+    if metadata:
+        row["metadata"] = _dumps(metadata)
     attribution = call.state.get("governance")  # set by governance: virtual key, team, customer ids and names
     if attribution:
         for name in ATTRIBUTION_FIELDS:

@@ -19,6 +19,7 @@ from app.errors import GatewayError
 from app.realtime import bridge as bridge_mod
 from app.realtime import loop, secrets, upstream
 from app.realtime.sdp import Offer
+from app.realtime import usage
 from app.realtime.usage import report_call
 
 log = logging.getLogger("bifrost.realtime")
@@ -36,6 +37,7 @@ class Call:
     finishing: bool = False
     hung_up: bool = False  # set once the provider was told
     watcher: gevent.Greenlet | None = None
+    accounting: usage.Accounting | None = None  # the call through the plugins (logs, metrics, budgets)
 
 
 _calls: dict[str, Call] = {}  # this worker's live calls (media state is per process by nature)
@@ -57,6 +59,11 @@ def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, s
     if active() >= settings.max_sessions_per_worker:
         raise GatewayError(f"realtime capacity reached ({settings.max_sessions_per_worker} calls per worker)", 503,
                            type="request_dropped", code="realtime_capacity", is_bifrost_error=True)
+    accounting = None
+    if ctx is not None:  # governance admits the call (provider, model, limits); logs and metrics see it start
+        from app.gateway import current_engine
+
+        accounting = usage.open_call(current_engine(), ctx, target.provider.name, target.model, virtual_key)
     _reserved += 1
     deadline = time.monotonic() + settings.handshake_timeout_seconds
     bridge = upstream_call = None
@@ -82,15 +89,18 @@ def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, s
     except gevent.Timeout:
         _abandon(bridge, target, upstream_call)
         raise upstream.timeout_error(target, "the realtime exchange did not complete in time") from None
-    except BaseException:
+    except BaseException as exc:
         _abandon(bridge, target, upstream_call)
+        if accounting is not None:
+            accounting.finish(error=exc if isinstance(exc, GatewayError) else GatewayError(
+                f"realtime call failed: {exc.__class__.__name__}", 500, is_bifrost_error=True))
         raise
     finally:
         _reserved -= 1
     call_id = secrets.call_id(target.provider.name, upstream_call.call_id)
     bridge.call_id = call_id
     call = _calls[call_id] = Call(call_id, target, upstream_call.call_id, bridge, virtual_key=virtual_key,
-                                  request_id=ctx.request_id if ctx else None)
+                                  request_id=ctx.request_id if ctx else None, accounting=accounting)
     call.watcher = gevent.spawn(_watch, call)
     log.info("realtime call %s opened (%s/%s, upstream %s, passthrough=%s)", call_id, target.provider.name,
              target.model, upstream_call.call_id, bridge.passthrough)
@@ -133,7 +143,7 @@ def _finish(call: Call, reason: str) -> None:
         "key": call.target.key.name if call.target.key else None, "virtual_key": call.virtual_key,
         "duration_s": round(time.time() - call.started, 3), "reason": reason,
         **bridge.usage.as_dict(), **bridge.summary(),
-    })
+    }, call.accounting)
 
 
 def end_call(config: GatewayConfig, call_id: str, reason: str = "client hangup") -> None:

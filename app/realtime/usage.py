@@ -1,14 +1,25 @@
-"""Usage of one realtime call, counted from the provider's ``response.done`` events.
+"""Usage of one realtime call, counted from the provider's ``response.done`` events, and its accounting.
 
-``report_call`` is the one place a finished call is reported; today it logs one line,
-and it is where the log store, metrics and budgets plug in.
+A realtime call is one ``app.call.Call`` (request type ``realtime``) through the plugins, as an
+inference request is: ``open_call`` runs the before-hooks when the call starts (governance admits
+it against the virtual key; logs and metrics see it in flight) and ``report_call`` the after-hooks
+when it ends (one log row, metrics, the key's budget and token counters), with canonical usage
+and its cost from app/pricing.py.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from app.errors import GatewayError
+
+if TYPE_CHECKING:
+    from app.call import Call
+    from app.context import RequestContext
 
 log = logging.getLogger("bifrost.realtime")
 
@@ -60,9 +71,71 @@ def _int(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def report_call(summary: dict) -> None:
-    """One finished call (WebRTC or WebSocket): duration, turns, tokens, end reason.
+REALTIME = "realtime"
+SUMMARY_METADATA = ("transport", "call_id", "upstream_call_id", "duration_s", "reason", "turns", "input_audio_tokens",
+                    "input_text_tokens", "output_audio_tokens", "output_text_tokens", "to_upstream", "to_client")
 
-    The lead wires this to the logging and metrics plugins; keep the summary's keys stable.
-    """
+
+@dataclass
+class Accounting:
+    """One realtime call as the plugins see it, from its start to its summary."""
+
+    engine: Any  # app.engine.Engine
+    call: "Call"
+    done: bool = False
+
+    def finish(self, summary: dict | None = None, error: GatewayError | None = None) -> None:
+        """The after-hooks, once: the call's usage and cost, or the error that ended it before it began."""
+        if self.done:
+            return
+        self.done = True
+        call = self.call
+        call.finished_at = time.perf_counter()
+        call.error = error
+        if summary is not None:
+            from app.engine import Served
+
+            provider, model = summary.get("provider") or call.target.provider, summary.get("model") or call.target.model
+            call.served = Served(provider, model, 0, summary.get("key"), 0)
+            call.usage = canonical_usage(summary)
+            call.cost = self.engine.pricing.cost(provider, model, call.usage)
+            call.state["logs.metadata"] = {name: summary[name] for name in SUMMARY_METADATA if name in summary}
+        self.engine.plugins.after(call)
+
+
+def open_call(engine: Any, ctx: "RequestContext", provider: str, model: str, virtual_key: str | None) -> Accounting:
+    """Run the before-hooks for a call about to start; their refusal (a GatewayError) is recorded, then raised."""
+    from app.call import Call
+    from app.schemas import Target
+
+    ctx.virtual_key = virtual_key  # a client secret's key, or one sent in the WebSocket subprotocol
+    accounting = Accounting(engine, Call(REALTIME, True, {}, Target(provider, model), [], ctx, surface=REALTIME))
+    try:
+        engine.plugins.before(accounting.call)
+    except GatewayError as error:
+        accounting.finish(error=error)
+        raise
+    return accounting
+
+
+def canonical_usage(summary: dict) -> dict:
+    """The summary's Realtime token counts as OpenAI's chat usage (what pricing, budgets and logs read)."""
+    prompt, completion = _int(summary.get("input_tokens")), _int(summary.get("output_tokens"))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": _int(summary.get("total_tokens")) or prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": _int(summary.get("input_cached_tokens")),
+                                  "audio_tokens": _int(summary.get("input_audio_tokens"))},
+        "completion_tokens_details": {"audio_tokens": _int(summary.get("output_audio_tokens"))},
+    }
+
+
+def report_call(summary: dict, accounting: Accounting | None = None) -> None:
+    """One finished call (WebRTC or WebSocket): duration, turns, tokens, end reason; keep the keys stable."""
     log.info("realtime call summary %s", orjson.dumps(summary).decode())
+    if accounting is not None:
+        try:
+            accounting.finish(summary)
+        except Exception:  # noqa: BLE001 - reporting never breaks the call's teardown
+            log.exception("realtime: accounting call %s failed", summary.get("call_id"))

@@ -19,7 +19,7 @@ from simple_websocket import ConnectionError as HandshakeRefused
 
 from app.errors import GatewayError
 from app.realtime import upstream
-from app.realtime.usage import CallUsage, report_call
+from app.realtime.usage import CallUsage, open_call, report_call
 
 log = logging.getLogger("bifrost.realtime")
 
@@ -43,20 +43,22 @@ class _Client(Client):
 def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds: float = 15.0,
           virtual_key: str | None = None, session: dict | None = None) -> Response:
     """Relay one client socket; ``session`` (a client secret's) is sent upstream first as session.update."""
+    from app.gateway import current_context, current_engine
+
+    # governance admits the call (provider, model, limits); logs and metrics see it start
+    accounting = open_call(current_engine(), current_context(), target.provider.name, target.model, virtual_key)
     try:
-        provider_ws = _Client.connect(upstream.websocket_url(target), headers=target.headers(),
-                                     ping_interval=ping_seconds)
-    except HandshakeRefused as exc:  # the provider answered the upgrade with an HTTP error
-        raise GatewayError(f"{target.provider.name} refused the realtime WebSocket ({exc.status_code})", 502,
-                           code=f"upstream_{exc.status_code}", provider=target.provider.name, model=target.model,
-                           request_type="realtime") from None
-    except OSError as exc:
-        raise GatewayError(f"{target.provider.name} realtime WebSocket unreachable: {exc.__class__.__name__}", 502,
-                           is_bifrost_error=True, provider=target.provider.name, model=target.model,
-                           request_type="realtime") from None
-    if session:
-        provider_ws.send(orjson.dumps({"type": "session.update", "session": session}).decode())
-    client_ws = _Server(environ, ping_interval=ping_seconds)
+        provider_ws = _connect_upstream(target, ping_seconds)
+        if session:
+            provider_ws.send(orjson.dumps({"type": "session.update", "session": session}).decode())
+        client_ws = _Server(environ, ping_interval=ping_seconds)
+    except GatewayError as error:
+        accounting.finish(error=error)
+        raise
+    except BaseException as exc:
+        accounting.finish(error=GatewayError(f"realtime WebSocket failed: {exc.__class__.__name__}", 500,
+                                             is_bifrost_error=True))
+        raise
     usage = CallUsage()
     started = time.time()
     counts = {"to_upstream": 0, "to_client": 0}
@@ -70,8 +72,21 @@ def relay(environ: dict, target: upstream.Target, request_id: str, ping_seconds:
                  "model": target.model, "request_id": request_id,
                  "key": target.key.name if target.key else None, "virtual_key": virtual_key,
                  "duration_s": round(time.time() - started, 3), "reason": ends[0] if ends else "closed",
-                 **usage.as_dict(), **counts})
+                 **usage.as_dict(), **counts}, accounting)
     return _HandledResponse(client_ws)
+
+
+def _connect_upstream(target: upstream.Target, ping_seconds: float) -> "_Client":
+    try:
+        return _Client.connect(upstream.websocket_url(target), headers=target.headers(), ping_interval=ping_seconds)
+    except HandshakeRefused as exc:  # the provider answered the upgrade with an HTTP error
+        raise GatewayError(f"{target.provider.name} refused the realtime WebSocket ({exc.status_code})", 502,
+                           code=f"upstream_{exc.status_code}", provider=target.provider.name, model=target.model,
+                           request_type="realtime") from None
+    except OSError as exc:
+        raise GatewayError(f"{target.provider.name} realtime WebSocket unreachable: {exc.__class__.__name__}", 502,
+                           is_bifrost_error=True, provider=target.provider.name, model=target.model,
+                           request_type="realtime") from None
 
 
 def _pump(source, sink, name: str, counts: dict, counter: str, usage: CallUsage | None, ends: list) -> None:

@@ -69,6 +69,26 @@ logs = Table(
     Index("ix_logs_parent", "parent_request_id"),
     Index("ix_logs_virtual_key", "virtual_key_id"),
 )
+# MCP tool executions (/v1/mcp/tool/execute, agent mode, /mcp): a table of their own, as the
+# reference keeps them apart from the request logs (GET /api/logs/mcp); request_id joins the two.
+mcp_logs = Table(
+    "mcp_tool_logs", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("request_id", String(255)),
+    Column("timestamp", Float, nullable=False),  # epoch seconds, when the tool was called
+    Column("created_at", Float, nullable=False),
+    Column("client_name", String(255), nullable=False),
+    Column("tool_name", String(255), nullable=False),
+    Column("source", String(32), nullable=False),  # api | agent | mcp_server
+    Column("status", String(16), nullable=False),  # success | error | unavailable | timeout
+    Column("latency", Float, nullable=False),  # ms
+    Column("arguments", Text),  # JSON; NULL with content logging off
+    Column("error", Text),
+    Column("content_hidden", Boolean, nullable=False, default=False),
+    Index("ix_mcp_tool_logs_timestamp", "timestamp"),
+    Index("ix_mcp_tool_logs_request", "request_id"),
+)
 JSON_COLUMNS = ("input_history", "output_message", "params", "tools", "error_details", "metadata")
 CONTENT_COLUMNS = ("input_history", "output_message", "content_summary")
 WRITE_COLUMNS = tuple(c.name for c in logs.columns if c.name != "seq")
@@ -167,6 +187,27 @@ class LogStore:
             else:
                 conn.execute(_SQLITE_UPSERT, list(rows))
 
+    def write_mcp(self, rows: Sequence[dict]) -> None:
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(mcp_logs.insert(), list(rows))
+
+    def mcp_page(self, where: Mapping[str, Any], limit: int, offset: int) -> tuple[list[dict], int, bool]:
+        """MCP tool executions, newest first: the page, how many match, whether there is any."""
+        conditions = []
+        for name, column in (("request_id", mcp_logs.c.request_id), ("clients", mcp_logs.c.client_name),
+                             ("tools", mcp_logs.c.tool_name), ("status", mcp_logs.c.status),
+                             ("sources", mcp_logs.c.source)):
+            value = where.get(name)
+            if value:
+                conditions.append(column.in_(value) if isinstance(value, list) else column == value)
+        with self._snapshot() as conn:
+            total = conn.execute(select(func.count()).select_from(mcp_logs).where(*conditions)).scalar_one()
+            rows = conn.execute(select(mcp_logs).where(*conditions).order_by(mcp_logs.c.timestamp.desc(),
+                                mcp_logs.c.seq.desc()).limit(limit).offset(offset)).mappings().all()
+            has_logs = bool(total) or conn.execute(select(mcp_logs.c.seq).limit(1)).first() is not None
+        return [mcp_to_json(row) for row in rows], int(total), has_logs
+
     def delete(self, ids: Iterable[str]) -> int:
         ids = list(ids)
         with self.engine.begin() as conn:
@@ -174,6 +215,7 @@ class LogStore:
 
     def delete_older_than(self, cutoff: float) -> int:
         with self.engine.begin() as conn:
+            conn.execute(delete(mcp_logs).where(mcp_logs.c.timestamp < cutoff))
             return conn.execute(delete(logs).where(logs.c.timestamp < cutoff)).rowcount
 
     # -- reads -----------------------------------------------------------------------------
@@ -395,4 +437,15 @@ def to_json(row: Mapping[str, Any]) -> dict:
     if out["content_hidden"]:
         for name in CONTENT_COLUMNS:
             out.pop(name, None)
+    return out
+
+
+def mcp_to_json(row: Mapping[str, Any]) -> dict:
+    out = {"id": row["id"], "request_id": row["request_id"], "timestamp": iso(row["timestamp"]),
+           "client_name": row["client_name"], "tool_name": row["tool_name"], "source": row["source"],
+           "status": row["status"], "latency": row["latency"],
+           "arguments": orjson.loads(row["arguments"]) if row["arguments"] is not None else None,
+           "error": row["error"], "content_hidden": bool(row["content_hidden"]), "created_at": iso(row["created_at"])}
+    if out["content_hidden"]:
+        out.pop("arguments")
     return out

@@ -71,3 +71,52 @@ def test_unknown_model_costs_null_and_missing_cost_only_finds_it(priced_gateway)
 
     rows = wait_for(found)
     assert rows and rows[0]["cost"] is None and rows[0]["status"] == "success"
+
+
+def _override_cost(usage_in: int, usage_out: int) -> float:
+    return (usage_in * 1.0 + usage_out * 2.0) / 1e6
+
+
+def test_openai_surface_carries_cost_in_body_and_header(priced_gateway):
+    reply = requests.post(priced_gateway.url + "/openai/v1/chat/completions", timeout=10,
+                          json={"model": "gpt-4o", "messages": [{"role": "user", "content": "price on /openai"}]})
+    assert reply.status_code == 200, reply.text
+    usage = reply.json()["usage"]
+    expected = _override_cost(usage["prompt_tokens"], usage["completion_tokens"])
+    assert reply.json()["extra_fields"]["cost"] == pytest.approx(expected, rel=1e-9)
+    assert float(reply.headers["x-bifrost-cost-usd"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_anthropic_surface_has_the_cost_header_and_the_sdks_body(priced_gateway):
+    reply = requests.post(priced_gateway.url + "/anthropic/v1/messages", timeout=10,
+                          headers={"anthropic-version": "2023-06-01"},
+                          json={"model": "openai/gpt-4o", "max_tokens": 50,
+                                "messages": [{"role": "user", "content": "price on /anthropic"}]})
+    assert reply.status_code == 200, reply.text
+    message = reply.json()
+    assert set(message) <= {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage",
+                            "container"}
+    expected = _override_cost(message["usage"]["input_tokens"], message["usage"]["output_tokens"])
+    assert expected > 0
+    assert float(reply.headers["x-bifrost-cost-usd"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_genai_surface_has_the_cost_header_and_the_sdks_body(priced_gateway):
+    reply = requests.post(priced_gateway.url + "/genai/v1beta/models/openai/gpt-4o:generateContent", timeout=10,
+                          json={"contents": [{"parts": [{"text": "price on /genai"}]}]})
+    assert reply.status_code == 200, reply.text
+    out = reply.json()
+    assert "extra_fields" not in out
+    meta = out["usageMetadata"]
+    expected = _override_cost(meta["promptTokenCount"], meta["candidatesTokenCount"])
+    assert expected > 0
+    assert float(reply.headers["x-bifrost-cost-usd"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_unpriced_model_on_anthropic_surface_has_no_cost_header(priced_gateway):
+    reply = requests.post(priced_gateway.url + "/anthropic/v1/messages", timeout=10,
+                          headers={"anthropic-version": "2023-06-01"},
+                          json={"model": "chatonly/gpt-4o-mini", "max_tokens": 50,
+                                "messages": [{"role": "user", "content": "nobody prices this"}]})
+    assert reply.status_code == 200, reply.text
+    assert "x-bifrost-cost-usd" not in reply.headers

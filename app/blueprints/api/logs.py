@@ -86,6 +86,29 @@ def dropped():
     return json_response({"dropped_requests": int(dropped_total())})
 
 
+MCP_LIST_PARAMS = ("clients", "tools", "status", "sources")
+
+
+@bp.get("/api/logs/mcp")
+def mcp_executions():
+    """MCP tool executions (their own table): filters request_id, clients, tools, status, sources; newest first."""
+    store = _store()
+    args = request.args
+    for name in args:
+        if name not in MCP_LIST_PARAMS + ("request_id", "limit", "offset"):
+            raise bad_request(f"unknown query parameter {name}", param=name)
+    where: dict = {name: [v.strip() for v in args[name].split(",") if v.strip()] for name in MCP_LIST_PARAMS
+                   if args.get(name)}
+    if args.get("request_id", "").strip():
+        where["request_id"] = args["request_id"].strip()
+    limit = _int("limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+    offset = _int("offset", 0, low=0)
+    rows, total, has_logs = store.mcp_page(where, limit, offset)
+    return json_response({"logs": rows, "pagination": {"limit": limit, "offset": offset, "sort_by": "timestamp",
+                                                       "order": "desc", "total_count": total},
+                          "has_logs": has_logs})
+
+
 @bp.get("/api/logs/<path:log_id>")
 def one(log_id: str):
     row = _store().get(log_id)

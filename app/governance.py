@@ -226,7 +226,10 @@ class Governance:
         """
         if not force and self.store.version() == self.snapshot.version:
             return None
-        snapshot = Snapshot(*self.store.load_all())
+        return self._install(Snapshot(*self.store.load_all()))
+
+    def _install(self, snapshot: Snapshot) -> Snapshot:
+        """Make ``snapshot`` current unless a newer one already is; returns the current one."""
         if snapshot.version < self.snapshot.version:
             return self.snapshot
         self.snapshot = snapshot

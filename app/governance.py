@@ -26,6 +26,10 @@ OUTAGE_LOG_EVERY = 60.0
 RETRY_AFTER = 1.0  # seconds an unreachable counter store is not asked again
 
 
+class StoreUnreachable(Exception):
+    """The config store could not answer a lookup."""
+
+
 def refusal(decision: str, status: int, message: str) -> GatewayError:
     """A governance decision as the reference sends it: top-level type, no fallback."""
     return GatewayError(message, status, type=decision, is_bifrost_error=False, allow_fallbacks=False)
@@ -214,12 +218,26 @@ class Governance:
 
     def refresh(self, force: bool = False) -> bool:
         """Rebuild the snapshot if the store moved on; True when it did."""
+        return self._reload(force) is not None
+
+    def _reload(self, force: bool = False) -> Snapshot | None:
+        """A newer snapshot, installed, or None when the store has not moved on.
+
+        Reads yield to other greenlets, so the poller and a request can reload at once and a read
+        begun earlier can finish later: an older snapshot never replaces a newer one.
+        """
         if not force and self.store.version() == self.snapshot.version:
-            return False
-        self.snapshot = Snapshot(*self.store.load_all())
+            return None
+        return self._install(Snapshot(*self.store.load_all()))
+
+    def _install(self, snapshot: Snapshot) -> Snapshot:
+        """Make ``snapshot`` current unless a newer one already is; returns the current one."""
+        if snapshot.version < self.snapshot.version:
+            return self.snapshot
+        self.snapshot = snapshot
         for callback in self.on_change:
             callback()
-        return True
+        return snapshot
 
     def _poll(self) -> None:
         import gevent
@@ -233,19 +251,24 @@ class Governance:
                 self._outage(f"config store poll failed: {type(exc).__name__}")
 
     def lookup(self, value: str) -> VirtualKey | None:
+        """The virtual key with this value; raises the store's error when a miss cannot be checked."""
         found = self.snapshot.by_value.get(value)
         if found is None:
             # Created a moment ago on another worker? One version query tells.
-            try:
-                if self.refresh():
-                    found = self.snapshot.by_value.get(value)
-            except Exception as exc:
-                self._outage(f"config store unreachable: {type(exc).__name__}")
+            snapshot = self._reload()
+            if snapshot is not None:
+                found = snapshot.by_value.get(value)
         return found
 
     def authenticate(self, value: str) -> VirtualKey:
-        """The virtual key a request presents, or the refusal: not found, inactive, expired."""
-        vk = self.lookup(value)
+        """The virtual key a request presents, or the refusal: not found, inactive, expired, store down."""
+        try:
+            vk = self.lookup(value)
+        except Exception as exc:  # a miss we cannot check is not an invalid key
+            refused = self.unavailable(StoreUnreachable(f"config store unreachable: {type(exc).__name__}"))
+            if refused is not None:
+                raise refused from None
+            vk = None  # on_store_error: allow admits known keys only; this one cannot be known
         if vk is None:
             raise refusal("virtual_key_not_found", 403, "Invalid virtual key")
         if not vk.is_active:

@@ -10,17 +10,30 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import gevent
 
 from app.config import GatewayConfig, RealtimeConfig
 from app.context import RequestContext
 from app.errors import GatewayError
-from app.realtime import bridge as bridge_mod
-from app.realtime import loop, secrets, upstream
+from app.realtime import secrets, upstream
 from app.realtime.sdp import Offer
 from app.realtime import usage
 from app.realtime.usage import report_call
+
+if TYPE_CHECKING:
+    from app.realtime import bridge as bridge_mod
+
+
+def _media():
+    """The media modules (aiortc, PyAV, the asyncio thread; ~46 MB), imported on the first WebRTC call.
+
+    Called from request greenlets, which run on the worker's main thread, never from the media
+    thread itself (see app/realtime/loop.py); after the first call it is a sys.modules look-up.
+    """
+    from app.realtime import bridge, loop
+    return loop, bridge
 
 log = logging.getLogger("bifrost.realtime")
 
@@ -55,6 +68,7 @@ def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, s
     The provider's share of the time (its HTTP answer, its ICE/DTLS) goes to ``ctx.upstream_seconds``;
     ``virtual_key`` is kept for the call's summary (budgets attribute usage by it).
     """
+    loop, bridge_mod = _media()
     global _reserved
     if active() >= settings.max_sessions_per_worker:
         raise GatewayError(f"realtime capacity reached ({settings.max_sessions_per_worker} calls per worker)", 503,
@@ -112,6 +126,7 @@ def _left(deadline: float) -> float:
 
 
 def _abandon(bridge: bridge_mod.Bridge | None, target: upstream.Target, upstream_call) -> None:
+    loop = _media()[0]
     try:
         if bridge is not None:
             loop.run(bridge.close(), timeout=5)
@@ -122,6 +137,7 @@ def _abandon(bridge: bridge_mod.Bridge | None, target: upstream.Target, upstream
 
 
 def _watch(call: Call) -> None:
+    loop = _media()[0]
     try:
         reason = loop.run(call.bridge.wait_ended(), timeout=None)
     except BaseException as exc:  # noqa: BLE001
@@ -153,6 +169,7 @@ def end_call(config: GatewayConfig, call_id: str, reason: str = "client hangup")
         provider, upstream_id = secrets.parse_call_id(call_id)  # 404 unless the id is one of ours
         _hang_up_elsewhere(config, provider, upstream_id)
         return
+    loop = _media()[0]
     loop.run(_end(call.bridge, reason), timeout=5)
     if call.watcher is not None:
         call.watcher.join(timeout=5)
@@ -183,6 +200,7 @@ def shutdown(reason: str = "worker stopping") -> None:
 
 
 def _shutdown_one(call: Call, reason: str) -> None:
+    loop = _media()[0]
     try:
         loop.run(_end(call.bridge, reason), timeout=3)
     except BaseException:  # noqa: BLE001 - hang up upstream whatever happened to the media

@@ -3,7 +3,9 @@
 Greenlets hand it coroutines with ``run`` and wait on a gevent async watcher, so the hub
 keeps serving HTTP. The recipe and its pitfalls are in docs/realtime.md: start it lazily
 after fork, let it keep gevent's selector, import everything here at module level (a lazy
-import inside the thread can deadlock on the import lock), and never join it.
+import inside the thread can deadlock on the import lock), and never join it. This module itself
+is imported on a worker's first WebRTC call, by that request's greenlet on the main thread
+(app/realtime/calls.py ``_media``), so idle workers never load aiortc or PyAV.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ Error JSON: {"error": {"code", "message", "status"}}.
 """
 from __future__ import annotations
 
+import json
 import base64
 import binascii
 import hashlib
@@ -71,6 +72,8 @@ def _camel(name: str) -> str:
 
 def _fields(obj: dict, known: set, where: str) -> dict:
     """obj with snake_case keys made camelCase; an unknown key is the API's 400."""
+    if not isinstance(obj, dict):  # Google: "Invalid value at 'requests[0]' (type.googleapis.com/...), 1"
+        raise Invalid(f"Invalid value at '{where or 'body'}' (message), {json.dumps(obj)}")
     out = {}
     for key, value in obj.items():
         name = _camel(key)
@@ -138,7 +141,10 @@ def validate_content(content, where: str, system: bool = False) -> dict:
     if not isinstance(content, dict):
         raise Invalid(f"Invalid value at '{where}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Content)")
     content = _fields(content, {"role", "parts"}, where)
-    role = content.get("role", "user")
+    role = content.get("role")
+    if role is not None and not isinstance(role, str):
+        raise Invalid(f"Invalid value at '{where}.role' (TYPE_STRING), {json.dumps(role)}")
+    role = role or "user"  # proto3: an empty string is the default, the same as no role
     if not system and role not in ("user", "model", "function"):
         raise Invalid(f"Please use a valid role: user, model.")
     parts = content.get("parts")
@@ -236,7 +242,8 @@ def validate_embed(body: dict, model: str, where: str = "") -> dict:
     validate_content(content, f"{where + '.' if where else ''}content")
     dims = body.get("outputDimensionality")
     if dims is not None and (not isinstance(dims, int) or dims < 1):
-        raise Invalid("* EmbedContentRequest.output_dimensionality: must be positive")
+        at = f"BatchEmbedContentsRequest.{where}." if where else "EmbedContentRequest."
+        raise Invalid(f"* {at}output_dimensionality: must be positive")
     return body
 
 

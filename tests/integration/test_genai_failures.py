@@ -199,4 +199,4 @@ def test_a_gemini_only_tool_to_another_provider_is_a_400_naming_it(gateway, fake
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert error["status"] == "INVALID_ARGUMENT" and error["code"] == 400
-    assert error["message"] == "only functionDeclarations tools can be sent to this provider" and fake.requests == []
+    assert error["message"] == "tools[0]: only functionDeclarations tools can be sent to this provider" and fake.requests == []

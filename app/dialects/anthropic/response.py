@@ -264,4 +264,7 @@ def error_type_for(status: int, error_type: str | None = None) -> str:
 def error_body(error: GatewayError) -> dict:
     """``{"type": "error", "error": {"type", "message"}}`` for any gateway error."""
     status = error.http_status
-    return {"type": "error", "error": {"type": error_type_for(status, error.error_type), "message": error.message}}
+    message = error.message
+    if error.param and error.param not in message:  # Anthropic's shape has no param: name the field in the text
+        message = f"{error.param}: {message}"
+    return {"type": "error", "error": {"type": error_type_for(status, error.error_type), "message": message}}

@@ -10,7 +10,7 @@ import secrets
 import string
 from typing import Any
 
-from app.errors import name_for_status
+from app.errors import GatewayError, bad_request, name_for_status
 
 # HTTP status -> google.rpc.Code name, as Google's APIs pair them.
 STATUS_NAMES = {
@@ -94,6 +94,11 @@ def status_name(http_status: int, hint: str | None = None) -> str:
 def error_body(http_status: int, message: str, status: str | None = None) -> dict:
     """Google's error JSON for a status and message."""
     return {"error": {"code": http_status, "message": message, "status": status_name(http_status, status)}}
+
+
+def invalid(message: str, param: str) -> GatewayError:
+    """A 400 whose text names the field: Google's error shape has no ``param``."""
+    return bad_request(f"{param}: {message}", param=param)
 
 
 def error_from_gemini(body: Any) -> tuple[str, str | None]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.errors import bad_request
 
-from .common import field
+from .common import invalid, field
 from .from_gemini import gemini_request_to_chat
 
 
@@ -28,7 +28,7 @@ def embedding_request_to_gemini(body: dict, model: str) -> dict:
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise bad_request("Gemini embeds text only: input must be a string or an array of strings", param="input")
+        raise invalid("Gemini embeds text only: input must be a string or an array of strings", "input")
     requests = []
     for text in texts:
         request: dict[str, Any] = {"model": _model_name(model), "content": {"parts": [{"text": text}]}}
@@ -72,7 +72,7 @@ def gemini_embed_to_openai(body: Any, batch: bool) -> dict:
     if batch:
         requests = body.get("requests")
         if not isinstance(requests, list) or not requests:
-            raise bad_request("requests is required and must be a non-empty array", param="requests")
+            raise invalid("requests is required and must be a non-empty array", "requests")
     else:
         requests = [body]
     texts = []
@@ -83,8 +83,7 @@ def gemini_embed_to_openai(body: Any, batch: bool) -> dict:
         parts = content.get("parts") if isinstance(content, dict) else None
         texts_only = isinstance(parts, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in parts)
         if not texts_only:
-            raise bad_request("content must have text parts only for this provider",
-                              param=f"{path}.content" if path else "content")
+            raise invalid("content must have text parts only for this provider", f"{path}.content" if path else "content")
         texts.append(" ".join(p["text"] for p in parts))
         dimensions = dimensions or field(request, "outputDimensionality", "output_dimensionality")
     out: dict[str, Any] = {"input": texts, "encoding_format": "float"}

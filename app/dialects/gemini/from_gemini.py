@@ -11,7 +11,7 @@ from typing import Any
 
 from app.errors import GatewayError, bad_request
 
-from .common import FINISH_TO_CHAT, dumps, error_from_gemini, field, new_id, usage_to_chat, with_signature
+from .common import invalid, FINISH_TO_CHAT, dumps, error_from_gemini, field, new_id, usage_to_chat, with_signature
 
 _AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3"}
 
@@ -178,7 +178,7 @@ def gemini_request_to_chat(body: Any) -> dict:
         raise bad_request("the request body must be a JSON object")
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
-        raise bad_request("contents is required and must be a non-empty array", param="contents")
+        raise invalid("contents is required and must be a non-empty array", "contents")
     messages: list[dict] = []
     system = field(body, "systemInstruction", "system_instruction")
     if system is not None:
@@ -189,18 +189,22 @@ def gemini_request_to_chat(body: Any) -> dict:
     for i, content in enumerate(contents):
         path = f"contents[{i}]"
         if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
-            raise bad_request("each content needs a 'parts' array", param=f"{path}.parts")
-        role = content.get("role") or "user"
+            raise invalid("each content needs a 'parts' array", f"{path}.parts")
+        role = content.get("role")
+        role = "user" if role is None or role == "" else role
         if role == "model":
             message, pending = _model_turn(content["parts"], i)
             messages.append(message)
         elif role in ("user", "function"):
             messages.extend(_user_turn(content["parts"], path, pending))
         else:
-            raise bad_request(f"role {role!r} is not supported; use 'user' or 'model'", param=f"{path}.role")
+            raise invalid(f"role {role!r} is not supported; use 'user' or 'model'", f"{path}.role")
     chat: dict[str, Any] = {"messages": messages}
     _tools(body, chat)
-    _config(field(body, "generationConfig", "generation_config") or {}, chat)
+    config = field(body, "generationConfig", "generation_config")
+    if config is not None and not isinstance(config, dict):
+        raise invalid("must be an object", "generationConfig")
+    _config(config or {}, chat)
     return chat
 
 
@@ -209,7 +213,7 @@ def _texts(content: Any, path: str) -> list[str]:
         return [content]
     parts = content.get("parts") if isinstance(content, dict) else None
     if not isinstance(parts, list):
-        raise bad_request("must be a content with 'parts'", param=path)
+        raise invalid("must be a content with 'parts'", path)
     return [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
 
 
@@ -238,7 +242,7 @@ def _user_turn(parts: list, path: str, pending: list[dict]) -> list[dict]:
     for j, part in enumerate(parts):
         where = f"{path}.parts[{j}]"
         if not isinstance(part, dict):
-            raise bad_request("each part must be an object", param=where)
+            raise invalid("each part must be an object", where)
         response = field(part, "functionResponse", "function_response")
         inline = field(part, "inlineData", "inline_data")
         file_data = field(part, "fileData", "file_data")
@@ -252,10 +256,10 @@ def _user_turn(parts: list, path: str, pending: list[dict]) -> list[dict]:
             uri = field(file_data, "fileUri", "file_uri")
             mime = field(file_data, "mimeType", "mime_type") or ""
             if not isinstance(uri, str) or (mime and not mime.startswith("image/")):
-                raise bad_request("only image fileData can be sent to this provider", param=f"{where}.fileData")
+                raise invalid("only image fileData can be sent to this provider", f"{where}.fileData")
             content.append({"type": "image_url", "image_url": {"url": uri}})
         else:
-            raise bad_request("this part kind can only be served by Gemini", param=where)
+            raise invalid("this part kind can only be served by Gemini", where)
     messages = results
     if content:
         if all(p["type"] == "text" for p in content):
@@ -284,7 +288,7 @@ def _inline(inline: dict, path: str) -> dict:
     mime = str(field(inline, "mimeType", "mime_type") or "")
     data = inline.get("data")
     if not isinstance(data, str):
-        raise bad_request("inlineData needs base64 'data'", param=f"{path}.data")
+        raise invalid("inlineData needs base64 'data'", f"{path}.data")
     # Google accepts URL-safe base64 (the SDK sends it); other providers want the standard alphabet.
     data = data.replace("-", "+").replace("_", "/")
     data += "=" * (-len(data) % 4)
@@ -300,16 +304,15 @@ def _tools(body: dict, chat: dict) -> None:
     if not tools:
         return
     if not isinstance(tools, list):
-        raise bad_request("'tools' must be an array", param="tools")
+        raise invalid("'tools' must be an array", "tools")
     out = []
     for i, tool in enumerate(tools):
         declarations = field(tool, "functionDeclarations", "function_declarations") if isinstance(tool, dict) else None
         if not isinstance(declarations, list) or len(tool) != 1:
-            raise bad_request("only functionDeclarations tools can be sent to this provider", param=f"tools[{i}]")
+            raise invalid("only functionDeclarations tools can be sent to this provider", f"tools[{i}]")
         for k, declaration in enumerate(declarations):
             if not isinstance(declaration, dict) or not declaration.get("name"):
-                raise bad_request("a function declaration needs a name",
-                                  param=f"tools[{i}].functionDeclarations[{k}].name")
+                raise invalid("a function declaration needs a name", f"tools[{i}].functionDeclarations[{k}].name")
             function: dict[str, Any] = {"name": declaration["name"]}
             if declaration.get("description"):
                 function["description"] = declaration["description"]

@@ -43,6 +43,7 @@ class TcpProxy:
             conn.close()
 
     restore = start
+    stop = cut
 
     def _accept(self, listener: socket.socket) -> None:
         while True:

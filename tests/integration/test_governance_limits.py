@@ -14,8 +14,9 @@ import requests
 
 from tests.fakes.behaviours import Delay, Stream
 from tests.gateway_process import GatewayProcess
-from tests.governance_support import (CHAT, REDIS_ADDR, TcpProxy, burst, get, kv_store, post, postgres_database,
+from tests.governance_support import (CHAT, REDIS_ADDR, burst, get, kv_store, post, postgres_database,
                                       redis_prefix)
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 ADMIN = {"authorization": "Basic YWRtaW46Z292LXRlc3QtcGFzcw=="}  # admin:gov-test-pass
@@ -225,7 +226,7 @@ def test_token_limit_is_exceeded_by_at_most_the_requests_in_flight(fake):
 
 @pytest.mark.parametrize("mode", ["deny", "allow"])
 def test_redis_outage_keeps_the_failure_mode_and_counts_are_exact_after(fake, mode):
-    proxy = TcpProxy(REDIS_ADDR).start()
+    proxy = TcpProxy(*REDIS_ADDR).start()
     try:
         with redis_prefix() as prefix:
             governance = {**limited_key("vk-outage", "sk-bf-outage-test", 20), "on_store_error": mode}

@@ -1,10 +1,16 @@
 """The logging plugin: one log row per inference request, written off the request path.
 
-Hooks only put the Call into a bounded per-worker queue (a dict by request id, so a
+Hooks only put the request into a bounded per-worker queue (a dict by request id, so a
 request's ``processing`` entry and its final entry written in the same batch become one
-row). A writer greenlet turns calls into rows and upserts them in batches every
-FLUSH_INTERVAL. A full queue drops the row and counts it; a store that is down keeps
+row): the Call while it is in flight, its finished row once it is over, so the Call's
+bodies and chunks are freed at once instead of being walked by the garbage collector
+until the next batch. A writer greenlet upserts the rows in batches every FLUSH_INTERVAL. A full queue drops the row and counts it; a store that is down keeps
 its rows waiting (within the bound) until it is back; close() flushes on shutdown.
+
+SQLite is written from the greenlet itself, in short transactions that never wait in C
+for another worker's lock (app/stores/db.py, cooperative): a thread of gevent's pool cost
+a tenth more CPU per request in GIL hand-offs. Only the WAL checkpoint and the retention
+delete, which can take long, run in a thread.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import orjson
 from gevent.event import Event
 
 from app.plugins import Plugin
+from app.stores.db import is_locked
 from app.stores.logs import LogStore
 
 if TYPE_CHECKING:
@@ -30,6 +37,10 @@ log = logging.getLogger("bifrost.logs")
 
 FLUSH_INTERVAL = 0.25  # seconds: a worker killed hard loses at most about this much
 BATCH_MAX = 500
+WRITE_CHUNK = 100  # rows per SQLite transaction: ~2 ms of the event loop at most
+LOCK_RETRY = 0.002  # seconds between tries while another worker holds SQLite's write lock
+LOCK_PATIENCE = 10.0  # then the store counts as down (rows wait in the queue)
+CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, in a thread
 DEFAULT_QUEUE_SIZE = 10_000
 RETRY_MAX = 5.0  # seconds between attempts while the store is down
 RETENTION_EVERY = 3600.0
@@ -49,17 +60,16 @@ class RequestLogs(Plugin):
         client = config.client
         section = dict((config.raw or {}).get("logs_store") or {})
         self.store = LogStore(section)  # reads (/api/logs, /health) from greenlets
-        # SQLite does its work (and waits for another worker's write lock) in C, blocking the
-        # event loop: the writer runs it in a thread of gevent's pool, on an engine of its own.
-        # pg8000 sockets are cooperative, so PostgreSQL writes stay in the greenlet.
-        self.in_thread = not self.store.postgres
-        self.writer_store = LogStore(section) if self.in_thread else self.store
+        # pg8000 sockets are cooperative already; SQLite gets a writer engine of its own that never blocks.
+        self.sqlite = not self.store.postgres
+        self.writer_store = LogStore(section, cooperative=True) if self.sqlite else self.store
+        self._checkpointed = time.monotonic()
         self.hide_content = client.disable_content_logging
         self.allow_override = client.allow_per_request_content_storage_override
         retention = section.get("retention_days")
         self.retention_days = int(retention if retention is not None else client.log_retention_days)
         self.queue_size = int(section.get("queue_size") or DEFAULT_QUEUE_SIZE)
-        self.pending: dict[str, tuple[str, "Call"]] = {}  # request id -> (kind, call), in arrival order
+        self.pending: dict[str, "Call | dict"] = {}  # request id -> the call in flight or its final row
         self.inflight: list[dict] = []  # rows being written (kept until the store took them)
         self.dropped = 0
         self.store_ok: bool | None = None  # None: not tried yet
@@ -93,14 +103,21 @@ class RequestLogs(Plugin):
         if call.stream and not hidden:
             call.keep_chunks = True  # for the assembled output
         if len(self.pending) + len(self.inflight) < self.queue_size:
-            self.pending[call.ctx.request_id] = ("processing", call)
+            self.pending[call.ctx.request_id] = call
 
     def after(self, call: "Call") -> None:
         request_id = call.ctx.request_id
         if request_id not in self.pending and len(self.pending) + len(self.inflight) >= self.queue_size:
             self._count_dropped()
             return
-        self.pending[request_id] = ("final", call)
+        try:
+            row = row_of(call, "final", call.state.get("logs.hidden", self.hide_content))
+        except Exception:
+            log.exception("request logs: cannot build the row of request %s", request_id)
+            self.pending.pop(request_id, None)
+            self._count_dropped()
+            return
+        self.pending[request_id] = row
         if len(self.pending) >= BATCH_MAX:
             self._wake.set()
 
@@ -145,12 +162,15 @@ class RequestLogs(Plugin):
                 if self.retention_days and time.time() >= next_retention and not stopping:
                     next_retention = time.time() + RETENTION_EVERY
                     cutoff = time.time() - self.retention_days * 86400
-                    removed = self._db(self.writer_store.delete_older_than, cutoff)
+                    removed = self._in_thread(self.store.delete_older_than, cutoff)
                     if removed:
                         log.info("request logs: %d row(s) past retention deleted", removed)
                 self._flush()
                 while stopping and (self.pending or self.inflight or self.mcp_pending):
                     self._flush()
+                if self.sqlite and time.monotonic() - self._checkpointed >= CHECKPOINT_EVERY:
+                    self._checkpointed = time.monotonic()
+                    self._in_thread(self.store.checkpoint)
                 if self.store_ok is False:
                     log.warning("request logs: store reachable again, writing the queued rows")
                 self.store_ok = True
@@ -177,7 +197,7 @@ class RequestLogs(Plugin):
         if self.mcp_pending:
             rows, self.mcp_pending = self.mcp_pending, []
             try:
-                self._db(self.writer_store.write_mcp, rows)
+                self._write(self.writer_store.write_mcp, rows)
             except Exception:
                 self.mcp_pending[:0] = rows  # the store is down: they wait with the rest
                 raise
@@ -191,15 +211,22 @@ class RequestLogs(Plugin):
                 ids = list(islice(self.pending, BATCH_MAX))
                 entries = [self.pending.pop(request_id) for request_id in ids]
             rows = []
-            for kind, call in entries:
-                try:
-                    rows.append(row_of(call, kind, call.state.get("logs.hidden", self.hide_content)))
+            for entry in entries:
+                if isinstance(entry, dict):
+                    rows.append(entry)
+                    continue
+                try:  # still in flight
+                    rows.append(row_of(entry, "processing", entry.state.get("logs.hidden", self.hide_content)))
                 except Exception:
-                    log.exception("request logs: cannot build the row of request %s", call.ctx.request_id)
+                    log.exception("request logs: cannot build the row of request %s", entry.ctx.request_id)
                     self._count_dropped()
             self.inflight = rows
-        self._db(self.writer_store.write, self.inflight)
-        self.inflight = []
+        while self.inflight:  # a chunk the store took leaves inflight at once
+            chunk = self.inflight[:WRITE_CHUNK]
+            self._write(self.writer_store.write, chunk)
+            del self.inflight[:len(chunk)]
+            if self.inflight:
+                gevent.sleep(0)  # let requests run between chunks
 
     def _salvage(self) -> None:
         """A batch failed while the store answers pings: write it row by row, dropping bad rows."""
@@ -210,14 +237,30 @@ class RequestLogs(Plugin):
             return
         for row in self.inflight:
             try:
-                self._db(self.writer_store.write, [row])
+                self._write(self.writer_store.write, [row])
             except Exception:
                 log.exception("request logs: row of request %s rejected by the store", row.get("id"))
                 self._count_dropped()
         self.inflight = []
 
-    def _db(self, method, *args):
-        if self.in_thread:
+    def _write(self, method, rows: list) -> None:
+        """One write; while another worker holds SQLite's write lock, wait for it cooperatively."""
+        give_up = None
+        while True:
+            try:
+                return method(rows)
+            except Exception as exc:
+                if not (self.sqlite and is_locked(exc)):
+                    raise
+                now = time.monotonic()
+                give_up = give_up or now + LOCK_PATIENCE
+                if now > give_up:
+                    raise
+                gevent.sleep(LOCK_RETRY)
+
+    def _in_thread(self, method, *args):
+        """Long SQLite work (a checkpoint, a retention delete) off the event loop."""
+        if self.sqlite:
             return gevent.get_hub().threadpool.apply(method, args)
         return method(*args)
 

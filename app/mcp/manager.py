@@ -3,7 +3,8 @@
 Greenlets call the public methods; the connections live on the worker's asyncio thread
 (app/aio.py) and are reached only through ``aio.call``. Each worker runs its own
 connections (and so its own stdio server processes, see docs/architecture.md); the client
-configs come from the shared store, polled for changes.
+configs come from the shared store, polled for changes. The manager exists from boot, but
+connection.py (and with it the MCP SDK) is imported only once there is a client to run.
 """
 from __future__ import annotations
 
@@ -13,21 +14,23 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import gevent
 import gevent.lock
 from gevent import monkey
 import orjson
 from marshmallow import ValidationError
-from mcp.shared.exceptions import MCPError
 
 from app import aio
 from app.errors import GatewayError, bad_request
+from app.mcp import Unavailable
 from app.mcp.catalog import Access, Catalog, ToolEntry
 from app.mcp.config import ClientConfig, ManagerConfig, first_error, parse_client, parse_manager
-from app.mcp.connection import Connection, Unavailable, describe
 from app.mcp.store import ClientStore
+
+if TYPE_CHECKING:
+    from app.mcp.connection import Connection
 
 log = logging.getLogger("bifrost.mcp")
 
@@ -152,9 +155,12 @@ class Manager:
             return
         self.configs = configs
         if configs or self.connections:
-            aio.call(self._apply(configs, wait), timeout=wait + 5 if wait else 30)
+            # The first client loads the SDK: here, in a greenlet of the main thread, never on the loop thread.
+            connection_class = _connection_class() if configs else None
+            aio.call(self._apply(configs, wait, connection_class), timeout=wait + 5 if wait else 30)
 
-    async def _apply(self, configs: dict[str, ClientConfig], wait: float) -> None:
+    async def _apply(self, configs: dict[str, ClientConfig], wait: float,
+                     connection_class: "type[Connection] | None") -> None:
         for name in list(self.connections):
             old = self.connections[name]
             if name not in configs or configs[name] != old.config:
@@ -163,7 +169,7 @@ class Manager:
         started = []
         for name, config in configs.items():
             if name not in self.connections:
-                connection = Connection(config, self.settings, self._rebuild)
+                connection = connection_class(config, self.settings, self._rebuild)
                 self.connections[name] = connection
                 connection.start()
                 started.append(connection)
@@ -303,11 +309,7 @@ class Manager:
         connection = self.connections.get(client)
         if connection is None:
             raise Unavailable(f"MCP client {client} is not connected")
-        try:
-            result = await connection.call_tool(tool, arguments)
-        except MCPError as exc:  # the server refused the call (bad arguments...): the model may read why
-            return exc.message, True
-        return result_text(result), bool(result.is_error)
+        return await connection.call_tool_text(tool, arguments)
 
     async def call_async(self, client: str, tool: str, arguments: dict) -> Any:
         """For code already on the loop thread (the /mcp server): the raw CallToolResult."""
@@ -320,23 +322,11 @@ class Manager:
 _thread_id = monkey.get_original("_thread", "get_ident")  # the OS thread, not the greenlet
 
 
-def result_text(result: Any) -> str:
-    """A CallToolResult as one text: text blocks joined; other blocks described."""
-    parts: list[str] = []
-    for block in result.content or ():
-        kind = getattr(block, "type", "")
-        if kind == "text":
-            parts.append(block.text)
-        elif kind == "resource":
-            resource = block.resource
-            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
-        elif kind == "resource_link":
-            parts.append(f"[resource {block.uri}]")
-        else:
-            parts.append(f"[{kind} {getattr(block, 'mime_type', '') or ''}]".replace(" ]", "]"))
-    if not parts and result.structured_content is not None:
-        return orjson.dumps(result.structured_content).decode()
-    return "\n".join(parts)
+def _connection_class() -> "type[Connection]":
+    """app.mcp.connection, which imports the MCP SDK (~20 MB): loaded with the first client, not at boot."""
+    from app.mcp.connection import Connection
+
+    return Connection
 
 
 def tool_blocked(name: str) -> GatewayError:
@@ -344,7 +334,7 @@ def tool_blocked(name: str) -> GatewayError:
                         error_type="permission_error", code="mcp_tool_blocked", param="function.name")
 
 
-def describe_client(connection: Connection) -> dict:
+def describe_client(connection: "Connection") -> dict:
     config = connection.config
     item: dict[str, Any] = {
         "name": config.name,
@@ -400,4 +390,4 @@ def _retrying(fn: Callable[[], Any], attempts: int = 5) -> Any:
             gevent.sleep(0.05 * (attempt + 1))
 
 
-__all__ = ["Manager", "ToolExecution", "ToolResult", "Access", "result_text", "describe"]
+__all__ = ["Manager", "ToolExecution", "ToolResult", "Access"]

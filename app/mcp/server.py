@@ -19,9 +19,10 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from app import aio
+from app.mcp import Unavailable
 from app.mcp.catalog import Access
-from app.mcp.connection import Unavailable
-from app.mcp.manager import ToolExecution, result_text
+from app.mcp.connection import result_text  # also anyio's asyncio backend, imported in this thread
+from app.mcp.manager import ToolExecution
 
 if TYPE_CHECKING:
     from app.mcp.manager import Manager

@@ -50,6 +50,11 @@ class Connection:
         self._retry_now: asyncio.Event | None = None
         self._settled: asyncio.Event | None = None  # set after each connect attempt ends (either way)
 
+    @property
+    def connecting(self) -> bool:
+        """Started, and the first attempt is not over yet (the retries after an error are not this)."""
+        return self._task is not None and self.state == "disconnected"
+
     # -- lifecycle (loop thread) ------------------------------------------------------------------
 
     def start(self) -> None:

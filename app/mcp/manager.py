@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from app.mcp.connection import Connection
 
 log = logging.getLogger("bifrost.mcp")
+# How long /api/mcp and a tool call wait for a connection's first attempt (a call: within its
+# tool_execution_timeout). A worker learns of a new client from the store poll and connects it;
+# a call in between waits for that attempt instead of answering 502 "not connected".
+FIRST_ATTEMPT_WAIT = 10.0
 
 
 @dataclass
@@ -233,7 +237,7 @@ class Manager:
                 raise GatewayError(f"MCP client {config.name} already exists", 409, error_type="invalid_request_error",
                                    param="name")
             raise GatewayError(f"MCP client {replace} not found", 404, error_type="not_found_error", param="name")
-        self.sync(wait=10.0)
+        self.sync(wait=FIRST_ATTEMPT_WAIT)
         return self.client(config.name)
 
     def remove(self, name: str) -> None:
@@ -250,16 +254,33 @@ class Manager:
         async def again() -> None:
             connection = self.connections.get(name)
             if connection is not None:
-                await connection.reconnect(wait=10.0)
+                await connection.reconnect(wait=FIRST_ATTEMPT_WAIT)
 
-        aio.call(again(), timeout=15)
+        aio.call(again(), timeout=FIRST_ATTEMPT_WAIT + 5)
         return self.client(name)
 
     # -- executing tools --------------------------------------------------------------------------
 
     def resolve(self, name: str, access: Access) -> ToolEntry:
-        """<client>-<tool>, or a bare tool name that exactly one allowed tool has; 404 / 403 otherwise."""
-        catalog = self.catalog
+        """<client>-<tool>, or a bare tool name that exactly one allowed tool has; 404 / 403 otherwise.
+
+        A client this worker is still connecting (its first attempt) is waited for, not a 502.
+        """
+        entry = self._find(self.catalog, name, access)
+        if entry is None and self._unconnected_client(name) and self._first_attempt_connected(name.split("-", 1)[0]):
+            entry = self._find(self.catalog, name, access)
+        if entry is not None:
+            return entry
+        if self._unconnected_client(name):
+            raise GatewayError(f"MCP client {name.split('-', 1)[0]} is not connected", 502,
+                               error_type="mcp_client_unavailable", code="mcp_client_unavailable",
+                               is_bifrost_error=True)
+        raise GatewayError(f"tool {name} not found", 404, error_type="not_found_error", code="tool_not_found",
+                           param="function.name")
+
+    @staticmethod
+    def _find(catalog: Catalog, name: str, access: Access) -> ToolEntry | None:
+        """The tool by its model name or its bare name; None if no tool has it (403, or 400 when ambiguous)."""
         entry = catalog.tools.get(name)
         if entry is not None:
             if not entry.executable or not access.allows(entry):
@@ -275,12 +296,46 @@ class Manager:
                               param="function.name", code="ambiguous_tool")
         if candidates:
             raise tool_blocked(name)
+        return None
+
+    def _unconnected_client(self, name: str) -> bool:
+        """<client>-<tool> of a configured client that has no tools in the catalog (not connected)."""
         client = name.split("-", 1)[0]
-        if "-" in name and client in self.configs and client not in {e.client for e in catalog.tools.values()}:
-            raise GatewayError(f"MCP client {client} is not connected", 502, error_type="mcp_client_unavailable",
-                               code="mcp_client_unavailable", is_bifrost_error=True)
-        raise GatewayError(f"tool {name} not found", 404, error_type="not_found_error", code="tool_not_found",
-                           param="function.name")
+        return "-" in name and client in self.configs and client not in {e.client for e in self.catalog.tools.values()}
+
+    def _first_attempt_connected(self, client: str) -> bool:
+        """From a greenlet: wait while this worker makes its first attempt to connect a client (one it
+        has just learned of, or that is reconnecting through the API); True if it is connected now."""
+        with self._sync_lock:  # once free, a sync under way has created its connections
+            pass
+        wait = self._first_attempt_wait()
+
+        async def settle() -> bool:
+            connection = await self._connection(client, wait)
+            return connection.state == "connected"
+
+        try:
+            return aio.call(settle(), timeout=wait + 1)
+        except (Unavailable, TimeoutError):
+            return False
+
+    def _first_attempt_wait(self) -> float:
+        return min(FIRST_ATTEMPT_WAIT, self.settings.tool_execution_timeout)
+
+    async def _connection(self, client: str, wait: float) -> "Connection":
+        """On the loop thread: the client's connection, after its first attempt if that is under way."""
+        connection = self.connections.get(client)
+        if connection is None:
+            raise Unavailable(f"MCP client {client} is not connected")
+        if connection.connecting:
+            await connection.settled(wait)
+        return connection
+
+    async def first_attempts(self) -> None:
+        """On the loop thread (the /mcp server): wait for every connection still making its first attempt."""
+        pending = [c.settled(self._first_attempt_wait()) for c in self.connections.values() if c.connecting]
+        if pending:
+            await asyncio.gather(*pending)
 
     def execute(self, entry: ToolEntry, arguments: dict, *, request_id: str | None, source: str) -> ToolResult:
         """Run one tool (from a greenlet). 502 when the server is down, 504 past tool_execution_timeout."""
@@ -306,16 +361,12 @@ class Manager:
                                       time.perf_counter() - started, request_id, source, error_text))
 
     async def _call(self, client: str, tool: str, arguments: dict) -> tuple[str, bool]:
-        connection = self.connections.get(client)
-        if connection is None:
-            raise Unavailable(f"MCP client {client} is not connected")
+        connection = await self._connection(client, self._first_attempt_wait())
         return await connection.call_tool_text(tool, arguments)
 
     async def call_async(self, client: str, tool: str, arguments: dict) -> Any:
         """For code already on the loop thread (the /mcp server): the raw CallToolResult."""
-        connection = self.connections.get(client)
-        if connection is None:
-            raise Unavailable(f"MCP client {client} is not connected")
+        connection = await self._connection(client, self._first_attempt_wait())
         return await connection.call_tool(tool, arguments)
 
 

@@ -246,7 +246,6 @@ def test_a_change_reaches_every_worker(http_server, tmp_path):
         assert requests.post(gateway.url + "/api/mcp/client", json=document, timeout=30).status_code == 201
 
         def everyone_connected():
-            pids = set()
             for _ in range(12):  # a fresh connection each time: either worker may answer
                 reply = requests.get(gateway.url + CLIENTS, headers={"Connection": "close"}, timeout=10)
                 client = next((c for c in reply.json()["clients"] if c["name"] == "fs"), None)
@@ -272,6 +271,31 @@ def test_a_change_reaches_every_worker(http_server, tmp_path):
             not any(c["name"] == "fs" for c in requests.get(gateway.url + CLIENTS, headers={"Connection": "close"},
                                                             timeout=10).json()["clients"])
             for _ in range(8)), timeout=20, interval=0.2)
+
+
+def slow_starting(document: dict, seconds: float) -> dict:
+    """A stdio client whose server starts `seconds` late (a slow process: the worker is still connecting)."""
+    stdio = document["stdio_config"]
+    command = " ".join([stdio["command"], *stdio["args"]])
+    delayed = {**stdio, "command": "/bin/sh", "args": ["-c", f"sleep {seconds}; exec {command}"]}
+    return {**document, "stdio_config": delayed}
+
+
+def test_calls_wait_for_a_client_the_worker_is_still_connecting(tmp_path):
+    """Every worker learns of a client (config.json at boot, the store poll) before it is connected: a call
+    in between waits for that first attempt, where it answered 502 "not connected" (the flaky multi-worker test)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = {"providers": {}, "mcp": {"client_configs": [slow_starting(stdio_client("fs", str(tmp_path)), 2)]}}
+    with GatewayProcess(config) as gateway:
+        assert client_state(gateway, "fs")["state"] == "disconnected"  # not yet connected: the case
+        with ThreadPoolExecutor(2) as pool:
+            called = pool.submit(execute, gateway, "fs-echo", {"text": "waited"})
+            listed = pool.submit(lambda: asyncio.run(mcp_round_trip(gateway.url + "/mcp"))[1])
+            assert called.result().status_code == 200, called.result().text
+            assert called.result().json()["content"]["content_str"] == "waited"
+            assert "fs-echo" in [t.name for t in listed.result().tools]
 
 
 def test_the_readme_example_notes_server(gateway, upstream, tmp_path):

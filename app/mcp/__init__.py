@@ -8,6 +8,11 @@ and as an MCP server (/mcp).
     manager.py     one worker's connections, management, executing a tool
     server.py      /mcp: the SDK's streamable HTTP server, bridged into the WSGI worker
 The chat side is the plugin in app/plugins/mcp.py; the HTTP routes are in app/blueprints/.
+
+The MCP SDK (mcp, mcp_types, anyio, starlette, uvicorn...: ~20 MB of a worker's RSS) is
+imported only by connection.py and server.py: the manager loads connection.py with the first
+client it runs (at boot when config.json or the store has clients), and server.py loads with
+the first /mcp request. A worker without clients never imports the SDK.
 """
 from __future__ import annotations
 
@@ -16,6 +21,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from app.config import GatewayConfig
     from app.mcp.manager import Manager
+
+
+class Unavailable(Exception):
+    """The server cannot take the call now (not connected, or the connection broke during it)."""
+
 
 _managers: dict[int, "Manager"] = {}  # one per GatewayConfig (one per worker in production)
 

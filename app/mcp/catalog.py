@@ -2,18 +2,21 @@
 
 A catalog is rebuilt (on the loop thread) whenever a connection's state or tools change,
 and swapped in whole, so greenlets read it without locks. It precomputes what the hot
-path needs: each tool's OpenAI function form and the default injection list.
+path needs: each tool's OpenAI function form and the default injection list. The tools are
+the SDK's ``mcp_types.Tool`` objects, read by attribute only, so this module does not import the
+SDK (a worker without clients never loads it).
 """
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
-
-import mcp_types
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from app.mcp.config import ClientConfig
+
+if TYPE_CHECKING:
+    import mcp_types
 
 log = logging.getLogger("bifrost.mcp")
 _VALID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's rule for function names (Anthropic's too)

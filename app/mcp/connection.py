@@ -16,14 +16,16 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 import anyio
-import anyio._backends._asyncio  # noqa: F401 - imported here, in the main thread (see app/aio.py)
+import anyio._backends._asyncio  # noqa: F401 - here, in the main thread (see app/aio.py and Manager._sync)
 import mcp_types
+import orjson
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
+from app.mcp import Unavailable
 from app.mcp.config import ClientConfig, ManagerConfig
 
 log = logging.getLogger("bifrost.mcp")
@@ -31,10 +33,6 @@ log = logging.getLogger("bifrost.mcp")
 CLIENT_INFO = mcp_types.Implementation(name="bifrost-py", version="0.1.0")
 CONNECT_TIMEOUT = 30.0
 PING_TIMEOUT = 5.0
-
-
-class Unavailable(Exception):
-    """The server cannot take the call now (not connected, or the connection broke during it)."""
 
 
 class Connection:
@@ -51,6 +49,11 @@ class Connection:
         self._relist: asyncio.Event | None = None
         self._retry_now: asyncio.Event | None = None
         self._settled: asyncio.Event | None = None  # set after each connect attempt ends (either way)
+
+    @property
+    def connecting(self) -> bool:
+        """Started, and the first attempt is not over yet (the retries after an error are not this)."""
+        return self._task is not None and self.state == "disconnected"
 
     # -- lifecycle (loop thread) ------------------------------------------------------------------
 
@@ -201,6 +204,34 @@ class Connection:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             self.lost(describe(exc))
             raise Unavailable(f"MCP client {self.config.name}: {describe(exc)}") from None
+
+    async def call_tool_text(self, name: str, arguments: dict) -> tuple[str, bool]:
+        """call_tool as (text, is_error): a call the server refused (bad arguments...) is an error text
+        the model may read."""
+        try:
+            result = await self.call_tool(name, arguments)
+        except MCPError as exc:
+            return exc.message, True
+        return result_text(result), bool(result.is_error)
+
+
+def result_text(result: Any) -> str:
+    """A CallToolResult as one text: text blocks joined; other blocks described."""
+    parts: list[str] = []
+    for block in result.content or ():
+        kind = getattr(block, "type", "")
+        if kind == "text":
+            parts.append(block.text)
+        elif kind == "resource":
+            resource = block.resource
+            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
+        elif kind == "resource_link":
+            parts.append(f"[resource {block.uri}]")
+        else:
+            parts.append(f"[{kind} {getattr(block, 'mime_type', '') or ''}]".replace(" ]", "]"))
+    if not parts and result.structured_content is not None:
+        return orjson.dumps(result.structured_content).decode()
+    return "\n".join(parts)
 
 
 def describe(exc: BaseException) -> str:

@@ -3,7 +3,8 @@
 Greenlets call the public methods; the connections live on the worker's asyncio thread
 (app/aio.py) and are reached only through ``aio.call``. Each worker runs its own
 connections (and so its own stdio server processes, see docs/architecture.md); the client
-configs come from the shared store, polled for changes.
+configs come from the shared store, polled for changes. The manager exists from boot, but
+connection.py (and with it the MCP SDK) is imported only once there is a client to run.
 """
 from __future__ import annotations
 
@@ -13,23 +14,29 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import gevent
 import gevent.lock
 from gevent import monkey
 import orjson
 from marshmallow import ValidationError
-from mcp.shared.exceptions import MCPError
 
 from app import aio
 from app.errors import GatewayError, bad_request
+from app.mcp import Unavailable
 from app.mcp.catalog import Access, Catalog, ToolEntry
 from app.mcp.config import ClientConfig, ManagerConfig, first_error, parse_client, parse_manager
-from app.mcp.connection import Connection, Unavailable, describe
 from app.mcp.store import ClientStore
 
+if TYPE_CHECKING:
+    from app.mcp.connection import Connection
+
 log = logging.getLogger("bifrost.mcp")
+# How long /api/mcp and a tool call wait for a connection's first attempt (a call: within its
+# tool_execution_timeout). A worker learns of a new client from the store poll and connects it;
+# a call in between waits for that attempt instead of answering 502 "not connected".
+FIRST_ATTEMPT_WAIT = 10.0
 
 
 @dataclass
@@ -152,9 +159,12 @@ class Manager:
             return
         self.configs = configs
         if configs or self.connections:
-            aio.call(self._apply(configs, wait), timeout=wait + 5 if wait else 30)
+            # The first client loads the SDK: here, in a greenlet of the main thread, never on the loop thread.
+            connection_class = _connection_class() if configs else None
+            aio.call(self._apply(configs, wait, connection_class), timeout=wait + 5 if wait else 30)
 
-    async def _apply(self, configs: dict[str, ClientConfig], wait: float) -> None:
+    async def _apply(self, configs: dict[str, ClientConfig], wait: float,
+                     connection_class: "type[Connection] | None") -> None:
         for name in list(self.connections):
             old = self.connections[name]
             if name not in configs or configs[name] != old.config:
@@ -163,7 +173,7 @@ class Manager:
         started = []
         for name, config in configs.items():
             if name not in self.connections:
-                connection = Connection(config, self.settings, self._rebuild)
+                connection = connection_class(config, self.settings, self._rebuild)
                 self.connections[name] = connection
                 connection.start()
                 started.append(connection)
@@ -227,7 +237,7 @@ class Manager:
                 raise GatewayError(f"MCP client {config.name} already exists", 409, error_type="invalid_request_error",
                                    param="name")
             raise GatewayError(f"MCP client {replace} not found", 404, error_type="not_found_error", param="name")
-        self.sync(wait=10.0)
+        self.sync(wait=FIRST_ATTEMPT_WAIT)
         return self.client(config.name)
 
     def remove(self, name: str) -> None:
@@ -244,16 +254,33 @@ class Manager:
         async def again() -> None:
             connection = self.connections.get(name)
             if connection is not None:
-                await connection.reconnect(wait=10.0)
+                await connection.reconnect(wait=FIRST_ATTEMPT_WAIT)
 
-        aio.call(again(), timeout=15)
+        aio.call(again(), timeout=FIRST_ATTEMPT_WAIT + 5)
         return self.client(name)
 
     # -- executing tools --------------------------------------------------------------------------
 
     def resolve(self, name: str, access: Access) -> ToolEntry:
-        """<client>-<tool>, or a bare tool name that exactly one allowed tool has; 404 / 403 otherwise."""
-        catalog = self.catalog
+        """<client>-<tool>, or a bare tool name that exactly one allowed tool has; 404 / 403 otherwise.
+
+        A client this worker is still connecting (its first attempt) is waited for, not a 502.
+        """
+        entry = self._find(self.catalog, name, access)
+        if entry is None and self._unconnected_client(name) and self._first_attempt_connected(name.split("-", 1)[0]):
+            entry = self._find(self.catalog, name, access)
+        if entry is not None:
+            return entry
+        if self._unconnected_client(name):
+            raise GatewayError(f"MCP client {name.split('-', 1)[0]} is not connected", 502,
+                               error_type="mcp_client_unavailable", code="mcp_client_unavailable",
+                               is_bifrost_error=True)
+        raise GatewayError(f"tool {name} not found", 404, error_type="not_found_error", code="tool_not_found",
+                           param="function.name")
+
+    @staticmethod
+    def _find(catalog: Catalog, name: str, access: Access) -> ToolEntry | None:
+        """The tool by its model name or its bare name; None if no tool has it (403, or 400 when ambiguous)."""
         entry = catalog.tools.get(name)
         if entry is not None:
             if not entry.executable or not access.allows(entry):
@@ -269,12 +296,46 @@ class Manager:
                               param="function.name", code="ambiguous_tool")
         if candidates:
             raise tool_blocked(name)
+        return None
+
+    def _unconnected_client(self, name: str) -> bool:
+        """<client>-<tool> of a configured client that has no tools in the catalog (not connected)."""
         client = name.split("-", 1)[0]
-        if "-" in name and client in self.configs and client not in {e.client for e in catalog.tools.values()}:
-            raise GatewayError(f"MCP client {client} is not connected", 502, error_type="mcp_client_unavailable",
-                               code="mcp_client_unavailable", is_bifrost_error=True)
-        raise GatewayError(f"tool {name} not found", 404, error_type="not_found_error", code="tool_not_found",
-                           param="function.name")
+        return "-" in name and client in self.configs and client not in {e.client for e in self.catalog.tools.values()}
+
+    def _first_attempt_connected(self, client: str) -> bool:
+        """From a greenlet: wait while this worker makes its first attempt to connect a client (one it
+        has just learned of, or that is reconnecting through the API); True if it is connected now."""
+        with self._sync_lock:  # once free, a sync under way has created its connections
+            pass
+        wait = self._first_attempt_wait()
+
+        async def settle() -> bool:
+            connection = await self._connection(client, wait)
+            return connection.state == "connected"
+
+        try:
+            return aio.call(settle(), timeout=wait + 1)
+        except (Unavailable, TimeoutError):
+            return False
+
+    def _first_attempt_wait(self) -> float:
+        return min(FIRST_ATTEMPT_WAIT, self.settings.tool_execution_timeout)
+
+    async def _connection(self, client: str, wait: float) -> "Connection":
+        """On the loop thread: the client's connection, after its first attempt if that is under way."""
+        connection = self.connections.get(client)
+        if connection is None:
+            raise Unavailable(f"MCP client {client} is not connected")
+        if connection.connecting:
+            await connection.settled(wait)
+        return connection
+
+    async def first_attempts(self) -> None:
+        """On the loop thread (the /mcp server): wait for every connection still making its first attempt."""
+        pending = [c.settled(self._first_attempt_wait()) for c in self.connections.values() if c.connecting]
+        if pending:
+            await asyncio.gather(*pending)
 
     def execute(self, entry: ToolEntry, arguments: dict, *, request_id: str | None, source: str) -> ToolResult:
         """Run one tool (from a greenlet). 502 when the server is down, 504 past tool_execution_timeout."""
@@ -300,43 +361,23 @@ class Manager:
                                       time.perf_counter() - started, request_id, source, error_text))
 
     async def _call(self, client: str, tool: str, arguments: dict) -> tuple[str, bool]:
-        connection = self.connections.get(client)
-        if connection is None:
-            raise Unavailable(f"MCP client {client} is not connected")
-        try:
-            result = await connection.call_tool(tool, arguments)
-        except MCPError as exc:  # the server refused the call (bad arguments...): the model may read why
-            return exc.message, True
-        return result_text(result), bool(result.is_error)
+        connection = await self._connection(client, self._first_attempt_wait())
+        return await connection.call_tool_text(tool, arguments)
 
     async def call_async(self, client: str, tool: str, arguments: dict) -> Any:
         """For code already on the loop thread (the /mcp server): the raw CallToolResult."""
-        connection = self.connections.get(client)
-        if connection is None:
-            raise Unavailable(f"MCP client {client} is not connected")
+        connection = await self._connection(client, self._first_attempt_wait())
         return await connection.call_tool(tool, arguments)
 
 
 _thread_id = monkey.get_original("_thread", "get_ident")  # the OS thread, not the greenlet
 
 
-def result_text(result: Any) -> str:
-    """A CallToolResult as one text: text blocks joined; other blocks described."""
-    parts: list[str] = []
-    for block in result.content or ():
-        kind = getattr(block, "type", "")
-        if kind == "text":
-            parts.append(block.text)
-        elif kind == "resource":
-            resource = block.resource
-            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
-        elif kind == "resource_link":
-            parts.append(f"[resource {block.uri}]")
-        else:
-            parts.append(f"[{kind} {getattr(block, 'mime_type', '') or ''}]".replace(" ]", "]"))
-    if not parts and result.structured_content is not None:
-        return orjson.dumps(result.structured_content).decode()
-    return "\n".join(parts)
+def _connection_class() -> "type[Connection]":
+    """app.mcp.connection, which imports the MCP SDK (~20 MB): loaded with the first client, not at boot."""
+    from app.mcp.connection import Connection
+
+    return Connection
 
 
 def tool_blocked(name: str) -> GatewayError:
@@ -344,7 +385,7 @@ def tool_blocked(name: str) -> GatewayError:
                         error_type="permission_error", code="mcp_tool_blocked", param="function.name")
 
 
-def describe_client(connection: Connection) -> dict:
+def describe_client(connection: "Connection") -> dict:
     config = connection.config
     item: dict[str, Any] = {
         "name": config.name,
@@ -400,4 +441,4 @@ def _retrying(fn: Callable[[], Any], attempts: int = 5) -> Any:
             gevent.sleep(0.05 * (attempt + 1))
 
 
-__all__ = ["Manager", "ToolExecution", "ToolResult", "Access", "result_text", "describe"]
+__all__ = ["Manager", "ToolExecution", "ToolResult", "Access"]

@@ -19,9 +19,10 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from app import aio
+from app.mcp import Unavailable
 from app.mcp.catalog import Access
-from app.mcp.connection import Unavailable
-from app.mcp.manager import ToolExecution, result_text
+from app.mcp.connection import result_text  # also anyio's asyncio backend, imported in this thread
+from app.mcp.manager import ToolExecution
 
 if TYPE_CHECKING:
     from app.mcp.manager import Manager
@@ -50,6 +51,7 @@ class GatewayMCPServer:
 
     async def _list_tools(self, ctx: Any, params: Any) -> mcp_types.ListToolsResult:
         access = self._access(ctx)
+        await self.manager.first_attempts()  # a client this worker is still connecting is listed once it is
         tools = [mcp_types.Tool(name=e.name, description=e.mcp.description, input_schema=e.mcp.input_schema)
                  for e in self.manager.catalog.allowed(access)]
         return mcp_types.ListToolsResult(tools=tools)
@@ -57,6 +59,9 @@ class GatewayMCPServer:
     async def _call_tool(self, ctx: Any, params: mcp_types.CallToolRequestParams) -> mcp_types.CallToolResult:
         access = self._access(ctx)
         entry = self.manager.catalog.tools.get(params.name)
+        if entry is None:
+            await self.manager.first_attempts()
+            entry = self.manager.catalog.tools.get(params.name)
         if entry is None or not entry.executable or not access.allows(entry):
             return _error(f"tool {params.name} not found or not allowed")
         arguments = dict(params.arguments or {})

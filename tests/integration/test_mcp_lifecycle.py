@@ -204,6 +204,40 @@ def test_an_unreachable_server_is_listed_as_error(gateway, kind):
     assert requests.delete(gateway.url + "/api/mcp/client/nowhere").status_code == 200
 
 
+SDK = ("mcp", "mcp_types", "anyio", "starlette", "sse_starlette", "uvicorn", "httpx")  # pydantic: genai-prices's too
+
+
+def imported(log: str) -> set[str]:
+    """The top-level packages the gateway's processes imported, from CPython's -X importtime lines."""
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in log.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2}
+
+
+def test_a_worker_without_clients_imports_the_sdk_only_with_the_first_one(http_server):
+    config = {"providers": {"openai": {"keys": [{"name": "k", "value": "sk-mcp", "models": ["*"]}]}}}
+    with GatewayProcess(config, env={"PYTHONPROFILEIMPORTTIME": "1"}) as gateway:
+        booted = imported(gateway.log())
+        assert "app.mcp.manager" in gateway.log() and "flask" in booted  # the worker's imports are in the log
+        assert booted.isdisjoint(SDK), sorted(booted & set(SDK))
+        accept = {"Accept": "application/json, text/event-stream"}
+        listed = requests.post(gateway.url + "/mcp", headers=accept, timeout=30,  # loads the SDK's server side
+                               json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+        assert listed.status_code == 200 and '"tools":[]' in listed.text.replace(" ", ""), listed.text
+        assert "mcp" in imported(gateway.log())
+        document = {"name": "web", "connection_type": "http", "connection_string": http_server.url}
+        created = requests.post(gateway.url + "/api/mcp/client", json=document, timeout=30)
+        assert created.status_code == 201 and created.json()["client"]["state"] == "connected", created.text
+        assert execute(gateway, "web-echo", {"text": "lazy"}).json()["content"]["content_str"] == "lazy"
+
+
+def test_clients_at_boot_import_the_sdk_at_boot(tmp_path):
+    config = {"providers": {}, "mcp": {"client_configs": [stdio_client("fs", str(tmp_path))]}}
+    with GatewayProcess(config, env={"PYTHONPROFILEIMPORTTIME": "1"}) as gateway:
+        assert {"mcp", "mcp_types", "anyio"} <= imported(gateway.log())  # before the first request
+        wait_for(lambda: (client_state(gateway, "fs") or {}).get("state") == "connected")
+        assert execute(gateway, "fs-echo", {"text": "boot"}).json()["content"]["content_str"] == "boot"
+
+
 def test_a_change_reaches_every_worker(http_server, tmp_path):
     calls = tmp_path / "calls.txt"
     config = {"providers": {}, "mcp": {"client_configs": [], "store_poll_interval": 0.2}}
@@ -212,7 +246,6 @@ def test_a_change_reaches_every_worker(http_server, tmp_path):
         assert requests.post(gateway.url + "/api/mcp/client", json=document, timeout=30).status_code == 201
 
         def everyone_connected():
-            pids = set()
             for _ in range(12):  # a fresh connection each time: either worker may answer
                 reply = requests.get(gateway.url + CLIENTS, headers={"Connection": "close"}, timeout=10)
                 client = next((c for c in reply.json()["clients"] if c["name"] == "fs"), None)
@@ -238,6 +271,31 @@ def test_a_change_reaches_every_worker(http_server, tmp_path):
             not any(c["name"] == "fs" for c in requests.get(gateway.url + CLIENTS, headers={"Connection": "close"},
                                                             timeout=10).json()["clients"])
             for _ in range(8)), timeout=20, interval=0.2)
+
+
+def slow_starting(document: dict, seconds: float) -> dict:
+    """A stdio client whose server starts `seconds` late (a slow process: the worker is still connecting)."""
+    stdio = document["stdio_config"]
+    command = " ".join([stdio["command"], *stdio["args"]])
+    delayed = {**stdio, "command": "/bin/sh", "args": ["-c", f"sleep {seconds}; exec {command}"]}
+    return {**document, "stdio_config": delayed}
+
+
+def test_calls_wait_for_a_client_the_worker_is_still_connecting(tmp_path):
+    """Every worker learns of a client (config.json at boot, the store poll) before it is connected: a call
+    in between waits for that first attempt, where it answered 502 "not connected" (the flaky multi-worker test)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = {"providers": {}, "mcp": {"client_configs": [slow_starting(stdio_client("fs", str(tmp_path)), 2)]}}
+    with GatewayProcess(config) as gateway:
+        assert client_state(gateway, "fs")["state"] == "disconnected"  # not yet connected: the case
+        with ThreadPoolExecutor(2) as pool:
+            called = pool.submit(execute, gateway, "fs-echo", {"text": "waited"})
+            listed = pool.submit(lambda: asyncio.run(mcp_round_trip(gateway.url + "/mcp"))[1])
+            assert called.result().status_code == 200, called.result().text
+            assert called.result().json()["content"]["content_str"] == "waited"
+            assert "fs-echo" in [t.name for t in listed.result().tools]
 
 
 def test_the_readme_example_notes_server(gateway, upstream, tmp_path):

@@ -27,6 +27,9 @@ _pools: dict[str, urllib3.HTTPConnectionPool] = {}
 CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 5.0  # how long a finished stream's tail may take before its connection is dropped
 DRAIN_LIMIT = 64 * 1024  # bytes after the last event before the connection is dropped instead
+# Retries and fallbacks are the engine's; one shared Retry (never mutated: increment() makes a
+# new one) saves urllib3 building one from `False` on every request.
+NO_RETRIES = urllib3.Retry(False, redirect=False)
 
 
 def send(
@@ -55,7 +58,7 @@ def send(
             headers=headers,
             timeout=_timeout(timeout),
             preload_content=not stream,
-            retries=False,
+            retries=NO_RETRIES,
             redirect=False,
             assert_same_host=False,
         )

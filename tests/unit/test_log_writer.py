@@ -103,3 +103,17 @@ def test_a_row_first_written_in_flight_is_reindexed_when_it_ends(tmp_path):
             assert plugin.store.search(LogFilter(content_search=word), "timestamp", "desc", 5, 0)[1] == 1
     finally:
         plugin.close()
+
+
+def test_generated_request_ids_are_uuid7_in_arrival_order():
+    import uuid
+
+    from app.context import RequestContext as Context
+
+    first = Context.from_environ({}).request_id
+    time.sleep(0.002)
+    second = Context.from_environ({}).request_id
+    assert uuid.UUID(first).version == 7 and uuid.UUID(first).variant == uuid.RFC_4122
+    assert first < second  # a later millisecond sorts after: index inserts land at its end
+    assert abs(int(uuid.UUID(first).int >> 80) - time.time() * 1000) < 5000
+    assert Context.from_environ({"HTTP_X_REQUEST_ID": "client-id-1"}).request_id == "client-id-1"

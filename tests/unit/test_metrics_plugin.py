@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import gevent
+
 from app.call import Attempt, Call
 from app.config import parse_config
 from app.context import RequestContext
@@ -53,3 +55,33 @@ def test_labels_are_bounded_and_custom_labels_come_from_headers():
                                                      "team": "green"}) == 1
     assert sample("bifrost_requests_total", {"provider": "openai", "model": "gpt-4o-mini", "status": "error"}) == 1
     assert sample("bifrost_active_requests", {"provider": "groq", "method": "chat_completion"}) == 0
+
+
+def test_the_tally_writes_what_direct_increments_would_write():
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from app.plugins.metrics import LATENCY_BUCKETS, Tally
+
+    def series():
+        registry = CollectorRegistry()
+        return (registry, Counter("c_total", "c", ("a",), registry=registry),
+                Histogram("h_seconds", "h", ("a",), buckets=LATENCY_BUCKETS, registry=registry))
+
+    direct, tallied = series(), series()
+    tally = Tally()
+    tally.busy = 1  # another request in flight: nothing is written until the flush
+    values = (0.0, 0.005, 0.0051, 0.3, 0.3, 7.0, 120.0, 500.0)
+    for value in values:
+        direct[1].labels("x").inc(2.5)
+        direct[2].labels("x").observe(value)
+        tally.inc(tallied[1].labels("x"), 2.5)
+        tally.observe(tallied[2].labels("x"), value)
+    tally.settle()
+    assert tallied[1].labels("x")._value.get() == 0  # waiting, up to FLUSH_EVERY
+    gevent.sleep(0.2)  # the timer wrote it
+    strip = lambda page: [line for line in page.decode().splitlines() if "_created" not in line]  # noqa: E731
+    assert strip(generate_latest(tallied[0])) == strip(generate_latest(direct[0]))
+    tally.busy = 0
+    tally.inc(tallied[1].labels("x"))
+    tally.settle()  # an idle worker writes at once
+    assert tallied[1].labels("x")._value.get() == 2.5 * len(values) + 1

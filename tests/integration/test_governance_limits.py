@@ -14,8 +14,8 @@ import requests
 
 from tests.fakes.behaviours import Delay, Stream
 from tests.gateway_process import GatewayProcess
-from tests.governance_support import (CHAT, REDIS_ADDR, burst, get, kv_store, post, postgres_database,
-                                      redis_prefix)
+from tests.governance_support import CHAT, REDIS_ADDR, burst, get, kv_store, post, redis_prefix
+from tests.pg import postgres_store, scratch_database
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -62,10 +62,10 @@ def probe_usage(fake, body: dict = CHAT) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(fake):
-    with postgres_database() as config_store, redis_prefix() as prefix:
+    with scratch_database() as db_name, redis_prefix() as prefix:
         config = gateway_config(fake.url, limited_key("vk-hundred", "sk-bf-hundred-per-minute", 100),
                                 # few connections per worker: requests queue for one rather than fail
-                                config_store=config_store, kv_store=kv_store(prefix, pool_size=4))
+                                config_store=postgres_store(db_name), kv_store=kv_store(prefix, pool_size=4))
         instances = [GatewayProcess(config, workers=2), GatewayProcess(config, workers=2)]
         try:
             for instance in instances:

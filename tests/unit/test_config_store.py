@@ -9,7 +9,7 @@ from sqlalchemy import event
 
 from app.auth import Auth
 from app.stores.config_store import ConfigStore
-from tests.governance_support import postgres_database
+from tests.pg import postgres_store, scratch_database
 
 SEED = {"budgets": [{"id": "b1", "max_limit": 5, "reset_duration": "1d"}],
         "virtual_keys": [{"id": "vk1", "name": "one", "value": "sk-bf-one", "budget_id": "b1"}]}
@@ -22,8 +22,8 @@ def store(request, tmp_path):
         yield store
         store.close()
     else:
-        with postgres_database() as section:
-            store = ConfigStore(section)
+        with scratch_database() as db_name:
+            store = ConfigStore(postgres_store(db_name))
             yield store
             store.close()
 

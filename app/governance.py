@@ -2,8 +2,10 @@
 
 The hot path reads an immutable in-memory snapshot built from the config store; a
 greenlet polls the store's version number and rebuilds the snapshot when another
-worker or instance changed something. Limits are counters in the counter store
-(app/stores/counters.py), admitted before a call and settled after it.
+worker or instance changed something, and a request with a key the snapshot lacks
+catches up with the store before it is refused (one read at a time, shared). Limits
+are counters in the counter store (app/stores/counters.py), admitted before a call and
+settled after it.
 """
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+
+import gevent
+from gevent.event import AsyncResult
 
 from app.config import app_dir
 from app.errors import GatewayError
@@ -24,6 +29,7 @@ log = logging.getLogger("bifrost.governance")
 POLL_SECONDS = 0.25
 OUTAGE_LOG_EVERY = 60.0
 RETRY_AFTER = 1.0  # seconds an unreachable counter store is not asked again
+RELOAD_WAIT = 5.0  # seconds a request waits for a read of the config store before it counts as unreachable
 
 
 class StoreUnreachable(Exception):
@@ -184,6 +190,14 @@ class Snapshot:
 
 
 @dataclass
+class StoreRead:
+    """A read of the config store in flight; its result is True once its snapshot is installed."""
+
+    number: int  # reads begun before it, plus one
+    result: AsyncResult = field(default_factory=AsyncResult)
+
+
+@dataclass
 class Admission:
     """What one request holds in the counters until it is settled."""
 
@@ -208,27 +222,58 @@ class Governance:
         self._pending: deque[tuple[tuple[Meter, ...], tuple[int, ...], tuple[int, ...]]] = deque(maxlen=100_000)
         self._outage_logged = 0.0
         self._down_until = 0.0
-        self._poller = None
-        if poll:
-            import gevent
-
-            self._poller = gevent.spawn(self._poll)
+        self._reads_begun = 0
+        self._read_in_flight: StoreRead | None = None
+        self._poller = gevent.spawn(self._poll) if poll else None
 
     # -- snapshot ---------------------------------------------------------------------------------
 
-    def refresh(self, force: bool = False) -> bool:
-        """Rebuild the snapshot if the store moved on; True when it did."""
-        return self._reload(force) is not None
+    def refresh(self) -> bool:
+        """Catch up with the store (every write bumps its version); True when a newer snapshot came of it."""
+        before = self.snapshot
+        return self._catch_up() is not before
 
-    def _reload(self, force: bool = False) -> Snapshot | None:
-        """A newer snapshot, installed, or None when the store has not moved on.
+    def _catch_up(self) -> Snapshot:
+        """The current snapshot, once it holds every change committed before this call.
 
-        Reads yield to other greenlets, so the poller and a request can reload at once and a read
-        begun earlier can finish later: an older snapshot never replaces a newer one.
+        One read of the store at a time: callers that come while one is in flight wait for it
+        rather than read too. That read may have begun before a change they must see, so it does
+        not count for them: they share the next one, begun after they came.
         """
-        if not force and self.store.version() == self.snapshot.version:
-            return None
-        return self._install(Snapshot(*self.store.load_all()))
+        needed = self._reads_begun + 1
+        deadline = time.monotonic() + RELOAD_WAIT
+        while True:
+            read = self._read_in_flight
+            if read is None:
+                return self._read_store()
+            try:
+                done = read.result.get(timeout=max(0.0, deadline - time.monotonic()))
+            except gevent.Timeout:
+                raise StoreUnreachable(f"config store: no answer within {RELOAD_WAIT:g} s") from None
+            except Exception:
+                if read.number >= needed:
+                    raise
+                continue
+            if done and read.number >= needed:
+                return self.snapshot
+
+    def _read_store(self) -> Snapshot:
+        self._reads_begun += 1
+        read = self._read_in_flight = StoreRead(self._reads_begun)
+        try:
+            # Unmoved: the current snapshot was read at this version, after every change it counts.
+            if self.store.version() != self.snapshot.version:
+                self._install(Snapshot(*self.store.load_all()))
+        except Exception as exc:
+            read.result.set_exception(exc)
+            raise
+        except BaseException:  # this greenlet was killed or timed out: the others read again
+            read.result.set(False)
+            raise
+        finally:
+            self._read_in_flight = None
+        read.result.set(True)
+        return self.snapshot
 
     def _install(self, snapshot: Snapshot) -> Snapshot:
         """Make ``snapshot`` current unless a newer one already is; returns the current one."""
@@ -240,8 +285,6 @@ class Governance:
         return snapshot
 
     def _poll(self) -> None:
-        import gevent
-
         while True:
             gevent.sleep(POLL_SECONDS)
             try:
@@ -254,10 +297,9 @@ class Governance:
         """The virtual key with this value; raises the store's error when a miss cannot be checked."""
         found = self.snapshot.by_value.get(value)
         if found is None:
-            # Created a moment ago on another worker? One version query tells.
-            snapshot = self._reload()
-            if snapshot is not None:
-                found = snapshot.by_value.get(value)
+            # Created a moment ago on another worker? Ask the store, then look in whatever snapshot
+            # is current by then: the poller's read may have installed the key meanwhile.
+            found = self._catch_up().by_value.get(value)
         return found
 
     def authenticate(self, value: str) -> VirtualKey:

@@ -45,7 +45,7 @@ class Admin:
             self._check_unique_value(data)
         changes.setdefault(kind, []).append(data)
         self.store.put_many(changes)
-        self.gov.refresh(force=True)
+        self.gov.refresh()
         return self.present(kind, data, reveal=generated or kind == "virtual_keys")
 
     def _check_unique_value(self, data: dict) -> None:
@@ -66,7 +66,7 @@ class Admin:
             self._check_unique_value(data)
         changes.setdefault(kind, []).append(data)
         self.store.put_many(changes)
-        self.gov.refresh(force=True)
+        self.gov.refresh()
         return self.present(kind, data)
 
     def rotate(self, entity_id: str) -> dict:
@@ -74,7 +74,7 @@ class Admin:
         current["value"] = f"{VK_PREFIX}{uuid.uuid4()}"
         current["updated_at"] = now_text()
         self.store.put("virtual_keys", [current])
-        self.gov.refresh(force=True)
+        self.gov.refresh()
         return self.present("virtual_keys", current, reveal=True)
 
     def delete(self, kind: str, entity_id: str) -> None:
@@ -89,7 +89,7 @@ class Admin:
                         raise GatewayError(f"{SINGULAR[kind]} {entity_id} is used by {SINGULAR[owner_kind]} "
                                            f"{entity['id']}", 409, param="id")
         self.store.delete(kind, entity_id)
-        self.gov.refresh(force=True)
+        self.gov.refresh()
 
     def _existing(self, kind: str, entity_id: str) -> dict:
         entity = self.store.get(kind, entity_id)

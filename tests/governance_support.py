@@ -1,5 +1,5 @@
-"""Helpers for the governance tests: a PostgreSQL database and a Redis key prefix per test run,
-a TCP proxy that can cut a store off and bring it back, and bursts of concurrent requests."""
+"""Helpers for the governance tests: a Redis key prefix per test run and bursts of concurrent requests.
+(A PostgreSQL database per run: tests/pg.py; a TCP proxy that cuts a store off: tests/tcp_proxy.py.)"""
 from __future__ import annotations
 
 import http.client
@@ -10,26 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS_ADDR = ("127.0.0.1", 6379)
 CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the governance tests"}]}
-
-
-@contextmanager
-def postgres_database() -> Iterator[dict]:
-    """A fresh database for this run, dropped afterwards; yields the config_store section."""
-    import pg8000.native
-
-    name = f"bifrost_test_{uuid.uuid4().hex[:12]}"
-    admin = pg8000.native.Connection(PG["user"], host=PG["host"], port=PG["port"], database="postgres")
-    admin.run(f'CREATE DATABASE "{name}"')
-    try:
-        yield {"enabled": True, "type": "postgres",
-               "config": {"host": PG["host"], "port": str(PG["port"]), "user": PG["user"], "db_name": name,
-                          "ssl_mode": "disable"}}
-    finally:
-        admin.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""A PostgreSQL database of its own for one test run, on the machine's server (127.0.0.1:5432), dropped after."""
+"""A PostgreSQL database of its own for one test run, on the machine's server (127.0.0.1:5432), dropped after,
+and the config.json section of a store (config_store or logs_store) kept in it."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,7 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
 @contextlib.contextmanager
 def scratch_database(prefix: str = "bifrost_test"):
+    """Yields the name of a fresh database, unique to this run; dropped afterwards, connections or not."""
     import pg8000.native
 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
@@ -21,7 +23,8 @@ def scratch_database(prefix: str = "bifrost_test"):
         admin.close()
 
 
-def logs_store(db_name: str, port: int = PG_PORT, **extra) -> dict:
+def postgres_store(db_name: str, port: int = PG_PORT, **extra) -> dict:
+    """A config_store or logs_store section for ``db_name``; ``extra`` adds store options (e.g. queue_size)."""
     return {"enabled": True, "type": "postgres", **extra,
             "config": {"host": PG_HOST, "port": port, "user": PG_USER, "password": "", "db_name": db_name,
                        "ssl_mode": "disable"}}

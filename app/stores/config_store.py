@@ -71,11 +71,20 @@ class ConfigStore:
             return int(db.execute(select(versions.c.version).where(versions.c.id == 1)).scalar_one())
 
     def load_all(self) -> tuple[int, dict[str, list[dict]]]:
-        """Every entity and the version they belong to, read in one transaction."""
-        with self.engine.begin() as db:
-            version = int(db.execute(select(versions.c.version).where(versions.c.id == 1)).scalar_one())
-            entities = {kind: [orjson.loads(row.data) for row in db.execute(select(TABLES[kind].c.data))]
-                        for kind in KINDS}
+        """Every entity and the version they belong to, read from one snapshot of the store.
+
+        PostgreSQL's default READ COMMITTED and pysqlite's reads outside a transaction give each
+        query its own snapshot: a key committed between two of them would come without its budget.
+        """
+        with self.engine.connect() as db:
+            if self.kind == "postgresql":
+                db.execution_options(isolation_level="REPEATABLE READ")  # the pool resets it on return
+            with db.begin():
+                if self.kind == "sqlite":
+                    db.exec_driver_sql("BEGIN")  # pysqlite only begins a transaction before a write
+                version = int(db.execute(select(versions.c.version).where(versions.c.id == 1)).scalar_one())
+                entities = {kind: [orjson.loads(row.data) for row in db.execute(select(TABLES[kind].c.data))]
+                            for kind in KINDS}
         return version, entities
 
     @staticmethod

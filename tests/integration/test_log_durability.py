@@ -12,7 +12,7 @@ import requests
 from tests.gateway_process import GatewayProcess, free_port
 from tests.integration.conftest import gateway_config
 from tests.integration.observability_mix import chat, wait_for
-from tests.pg import PG_HOST, PG_PORT, logs_store, scratch_database
+from tests.pg import PG_HOST, PG_PORT, postgres_store, scratch_database
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_sigterm_under_load_loses_no_row(fake, store_kind, tmp_path):
     config = gateway_config(fake.url, free_port())
     with scratch_database() as db_name:
         if store_kind == "postgres":
-            config["logs_store"] = logs_store(db_name)
+            config["logs_store"] = postgres_store(db_name)
         env = {"TEST_OPENAI_KEY": "sk-openai-1"}
         server = GatewayProcess(config, workers=2, env=env, app_dir=str(tmp_path)).start()
         try:
@@ -96,7 +96,7 @@ def test_postgres_outage_keeps_serving_counts_drops_and_recovers(fake):
     proxy = TcpProxy(PG_HOST, PG_PORT).start()
     config = gateway_config(fake.url, free_port())
     with scratch_database() as db_name:
-        config["logs_store"] = logs_store(db_name, port=proxy.port, queue_size=40)
+        config["logs_store"] = postgres_store(db_name, port=proxy.port, queue_size=40)
         try:
             with GatewayProcess(config, workers=1, env={"TEST_OPENAI_KEY": "sk-openai-1"}) as server:
                 url = server.url
@@ -137,7 +137,7 @@ def test_postgres_outage_keeps_serving_counts_drops_and_recovers(fake):
 def test_health_ignores_the_store_when_told(fake):
     config = gateway_config(fake.url, free_port())
     config["client"] = {"disable_db_pings_in_health": True}
-    config["logs_store"] = logs_store("unused", port=free_port())  # nothing listens there
+    config["logs_store"] = postgres_store("unused", port=free_port())  # nothing listens there
     with GatewayProcess(config, env={"TEST_OPENAI_KEY": "sk-openai-1"}) as server:
         assert requests.get(server.url + "/health", timeout=5).json() == {
             "status": "ok", "providers": sorted(config["providers"])}

@@ -10,7 +10,7 @@ import requests
 from tests.gateway_process import GatewayProcess, free_port
 from tests.integration.conftest import gateway_config
 from tests.integration.observability_mix import STREAM_WORDS, Sent, chat, run_mix, wait_for
-from tests.pg import logs_store, scratch_database
+from tests.pg import postgres_store, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def logs_gateway(fake, store_kind):
     config = gateway_config(fake.url, free_port())
     if store_kind == "postgres":
         with scratch_database() as name:
-            config["logs_store"] = logs_store(name)
+            config["logs_store"] = postgres_store(name)
             with GatewayProcess(config, workers=2, env={"TEST_OPENAI_KEY": "sk-openai-1"}) as server:
                 yield server
     else:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import event
 
 from app.auth import Auth
 from app.stores.config_store import ConfigStore
-from tests.governance_support import postgres_database
+from tests.pg import postgres_store, scratch_database
 
 SEED = {"budgets": [{"id": "b1", "max_limit": 5, "reset_duration": "1d"}],
         "virtual_keys": [{"id": "vk1", "name": "one", "value": "sk-bf-one", "budget_id": "b1"}]}
@@ -21,8 +22,8 @@ def store(request, tmp_path):
         yield store
         store.close()
     else:
-        with postgres_database() as section:
-            store = ConfigStore(section)
+        with scratch_database() as db_name:
+            store = ConfigStore(postgres_store(db_name))
             yield store
             store.close()
 
@@ -40,6 +41,26 @@ def test_entities_versions_and_seeding(store):
     assert [b["id"] for b in entities["budgets"]] == ["b1"]
     assert store.delete("budgets", "b1") and store.get("budgets", "b1") is None
     assert not store.delete("budgets", "b1")
+
+
+def test_load_all_reads_one_snapshot_while_a_write_commits_between_its_queries(store):
+    start = store.version()
+    written = []
+
+    def commit_a_key_and_its_budget(_conn, _cursor, statement, *_rest):
+        if "FROM governance_virtual_keys" in statement and not written:  # budgets are read; keys are next
+            written.append(True)
+            store.put_many({"budgets": [{"id": "b-new", "max_limit": 1, "reset_duration": "1d"}],
+                            "virtual_keys": [{"id": "vk-new", "name": "new", "value": "sk-bf-new", "budget_id": "b-new"}]})
+
+    event.listen(store.engine, "before_cursor_execute", commit_a_key_and_its_budget)
+    version, entities = store.load_all()
+    event.remove(store.engine, "before_cursor_execute", commit_a_key_and_its_budget)
+    assert written and version == start
+    assert entities["virtual_keys"] == [] and entities["budgets"] == []  # not the key without its budget
+    version, entities = store.load_all()
+    assert version == start + 1 and [vk["id"] for vk in entities["virtual_keys"]] == ["vk-new"]
+    assert [b["id"] for b in entities["budgets"]] == ["b-new"]
 
 
 def test_sessions_expire_and_end_at_logout(store):

@@ -13,7 +13,7 @@ from app.engine import Served
 from app.plugins.request_logs import row_of
 from app.schemas import Target
 from app.stores.logs import LogFilter, LogStore
-from tests.pg import logs_store, scratch_database
+from tests.pg import postgres_store, scratch_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -22,7 +22,7 @@ def section(request, tmp_path):
         yield {"type": "sqlite", "config": {"path": str(tmp_path / "logs.db")}}
     else:
         with scratch_database() as name:
-            yield logs_store(name)
+            yield postgres_store(name)
 
 
 def a_call(request_id="r1", stream=False, body=None) -> Call:

@@ -221,8 +221,9 @@ class RequestLogs(Plugin):
                     log.exception("request logs: cannot build the row of request %s", entry.ctx.request_id)
                     self._count_dropped()
             self.inflight = rows
+        size = WRITE_CHUNK if self.sqlite else BATCH_MAX  # PostgreSQL never holds the event loop
         while self.inflight:  # a chunk the store took leaves inflight at once
-            chunk = self.inflight[:WRITE_CHUNK]
+            chunk = self.inflight[:size]
             self._write(self.writer_store.write, chunk)
             del self.inflight[:len(chunk)]
             if self.inflight:

@@ -21,6 +21,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def imported(log: str) -> set[str]:
+    """The top-level packages the gateway's processes imported, from CPython's -X importtime lines.
+
+    Start the gateway with ``env={"PYTHONPROFILEIMPORTTIME": "1"}``: every process (master and
+    workers) then writes one line per module it imports to the log.
+    """
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in log.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2}
+
+
 class GatewayProcess:
     """``gunicorn -c gunicorn.conf.py wsgi:app`` on a free port with a given config.json."""
 

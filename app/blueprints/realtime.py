@@ -1,7 +1,11 @@
 """Realtime routes: WebRTC calls, hangup, client secrets and the WebSocket relay.
 
 Thin: auth (app/realtime/auth.py), parsing (signalling), then the call registry or the
-relay. The realtime package is imported with this module only, off the chat hot path.
+relay. The realtime package is imported with this module only, off the chat hot path, and
+what it imports at boot holds no network or crypto library: the call registry (requests) and
+the WebSocket relay (simple-websocket, wsproto, h11) are imported by the first request that
+needs them (``_calls``, ``_ws_relay``), in its greenlet on the worker's main thread, as the
+media modules are (app/realtime/calls.py ``_media``) and cryptography is (secrets ``_fernet``).
 """
 from __future__ import annotations
 
@@ -10,12 +14,26 @@ from flask import Blueprint, Response, request
 
 from app.errors import bad_request
 from app.gateway import current_context, current_engine
-from app.realtime import calls, secrets, upstream, ws_relay
+from app.realtime import secrets, upstream
 from app.realtime.auth import authenticate, bound_model
 from app.realtime.signalling import read_call_request
 from app.responses import json_response
 
 bp = Blueprint("realtime", __name__)
+
+
+def _calls():
+    """The WebRTC call registry, with requests (~3 MB): loaded by a worker's first call or hangup."""
+    from app.realtime import calls
+
+    return calls
+
+
+def _ws_relay():
+    """The WebSocket relay, with simple-websocket, wsproto and h11 (~1 MB): loaded by a worker's first upgrade."""
+    from app.realtime import ws_relay
+
+    return ws_relay
 
 
 # /openai/... serves the OpenAI SDK pointed at base_url ".../openai/v1" or ".../openai" (a bare model means OpenAI)
@@ -37,7 +55,7 @@ def _call(*, openai_route: bool) -> Response:
     engine = current_engine()
     caller = authenticate(request.headers)
     parsed = read_call_request(request, engine.config, caller, openai_route=openai_route)
-    call_id, answer = calls.open_call(engine.config.client.realtime, parsed.target, parsed.offer, parsed.session,
+    call_id, answer = _calls().open_call(engine.config.client.realtime, parsed.target, parsed.offer, parsed.session,
                                       current_context(), caller.virtual_key)
     base = request.path[: request.path.index("/realtime")]  # /v1, /openai/v1 or /openai
     return Response(answer, status=200, mimetype="application/sdp",
@@ -50,7 +68,7 @@ def _call(*, openai_route: bool) -> Response:
 @bp.post("/openai/realtime/calls/<call_id>/hangup")
 def hangup(call_id: str):
     authenticate(request.headers)
-    calls.end_call(current_engine().config, call_id)
+    _calls().end_call(current_engine().config, call_id)
     return Response(status=200)
 
 
@@ -89,7 +107,7 @@ def websocket():
     target = upstream.resolve(current_engine().config, model, param="model",
                               default_provider="openai" if openai_route else None,
                               pinned_key=request.headers.get("x-bf-api-key"))
-    return ws_relay.relay(request.environ, target, current_context().request_id,
+    return _ws_relay().relay(request.environ, target, current_context().request_id,
                           ping_seconds=current_engine().config.client.realtime.ws_ping_interval_seconds,
                           virtual_key=caller.virtual_key, session=_secret_session(caller))
 

@@ -3,7 +3,9 @@
 The gevent side (this module) does HTTP with the provider; the media loop does the peers.
 Each call has a watcher greenlet that waits for its bridge to end, then hangs up upstream
 and reports the call. ``shutdown`` (gunicorn's worker_exit hook) ends every call, so a
-reload or ``max_requests`` never leaves a provider call billing.
+reload or ``max_requests`` never leaves a provider call billing. This module (with requests,
+through provider_calls) is imported by a worker's first WebRTC call or hangup
+(app/blueprints/realtime.py ``_calls``), the media modules by its first call (``_media``).
 """
 from __future__ import annotations
 
@@ -17,9 +19,8 @@ import gevent
 from app.config import GatewayConfig, RealtimeConfig
 from app.context import RequestContext
 from app.errors import GatewayError
-from app.realtime import secrets, upstream
+from app.realtime import provider_calls, secrets, upstream, usage
 from app.realtime.sdp import Offer
-from app.realtime import usage
 from app.realtime.usage import report_call
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def open_call(settings: RealtimeConfig, target: upstream.Target, offer: Offer, s
             raise GatewayError(f"sdp offer cannot be answered: {exc}", 400, error_type="invalid_request_error",
                                param="sdp") from None
         waited = time.perf_counter()
-        upstream_call = upstream.create_call(target, offer_sdp, session, timeout=_left(deadline))
+        upstream_call = provider_calls.create_call(target, offer_sdp, session, timeout=_left(deadline))
         try:
             answer = loop.run(bridge.finish(upstream_call.answer, timeout=_left(deadline)), timeout=_left(deadline) + 1)
             if ctx is not None:
@@ -133,7 +134,7 @@ def _abandon(bridge: bridge_mod.Bridge | None, target: upstream.Target, upstream
     except BaseException:  # noqa: BLE001 - cleanup must not hide the original error
         log.exception("realtime: closing a failed bridge")
     if upstream_call is not None:
-        upstream.hangup(target.base_url, target.headers(), upstream_call.call_id)
+        provider_calls.hangup(target.base_url, target.headers(), upstream_call.call_id)
 
 
 def _watch(call: Call) -> None:
@@ -150,7 +151,7 @@ def _finish(call: Call, reason: str) -> None:
         return
     call.finishing = True
     _calls.pop(call.id, None)
-    upstream.hangup(call.target.base_url, call.target.headers(), call.upstream_id)
+    provider_calls.hangup(call.target.base_url, call.target.headers(), call.upstream_id)
     call.hung_up = True
     bridge = call.bridge
     report_call({
@@ -187,7 +188,7 @@ def _hang_up_elsewhere(config: GatewayConfig, provider: str, upstream_id: str) -
         raise GatewayError("realtime call not found", 404, error_type="invalid_request_error")
     target = upstream.Target(provider_config, "", None if provider_config.keyless else provider_config.keys[0])
     log.info("realtime: call of %s/%s is not in this worker; hanging it up upstream", provider, upstream_id)
-    if not upstream.hangup(target.base_url, target.headers(), upstream_id):
+    if not provider_calls.hangup(target.base_url, target.headers(), upstream_id):
         raise GatewayError("realtime call not found or already ended", 404, error_type="invalid_request_error")
 
 
@@ -208,5 +209,5 @@ def _shutdown_one(call: Call, reason: str) -> None:
     if call.watcher is not None:
         call.watcher.join(timeout=5)  # it hangs up and reports
     if not call.hung_up:
-        upstream.hangup(call.target.base_url, call.target.headers(), call.upstream_id)
+        provider_calls.hangup(call.target.base_url, call.target.headers(), call.upstream_id)
         call.hung_up = True

@@ -4,8 +4,10 @@ A browser gets a short-lived ``ek_bf_…`` token from ``POST /v1/realtime/client
 instead of a provider key. The token is a Fernet token (encrypted and authenticated, from
 ``cryptography``) that carries the model, the session, the virtual key and the expiry, so
 every worker can check it without shared state and the holder cannot read the virtual key.
-The gateway calls the provider with its real key; the client never sees it. Call ids are
-signed with itsdangerous, so any worker can act on a hangup.
+The gateway calls the provider with its real key; the client never sees it. cryptography is
+imported by ``_fernet``, on the first client secret a worker mints or verifies, so a worker
+that never sees one does not load it. Call ids are signed with itsdangerous (Flask's own), so
+any worker can act on a hangup.
 """
 from __future__ import annotations
 
@@ -16,13 +18,16 @@ import secrets as _random
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import orjson
-from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from app.config import app_dir
 from app.errors import GatewayError, bad_request
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 PREFIX = "ek_bf_"
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 10, 7200, 600
@@ -81,23 +86,32 @@ def ttl_from(body: dict) -> int:
 
 
 @lru_cache(maxsize=1)
-def _fernet() -> Fernet:
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"realtime-client-secret:" + signing_key()).digest()))
+def _fernet() -> tuple[Fernet, type[Exception]]:
+    """The client-secret cipher and the error of a token it rejects.
+
+    cryptography (about 7 MB of RSS, its Rust extension) is imported here, by the request greenlet of the first
+    mint or verify, on the worker's main thread; later calls are a cache hit.
+    """
+    from cryptography.fernet import Fernet, InvalidToken
+
+    key = base64.urlsafe_b64encode(hashlib.sha256(b"realtime-client-secret:" + signing_key()).digest())
+    return Fernet(key), InvalidToken
 
 
 def mint(provider: str, model: str, session: dict, ttl: int, virtual_key: str | None = None) -> tuple[str, int]:
     expires_at = int(time.time()) + ttl
     payload = {"p": provider, "m": model, "s": session, "e": expires_at, "vk": virtual_key}
     # without base64 padding: "=" may not appear in a WebSocket subprotocol (an RFC 7230 token)
-    return PREFIX + _fernet().encrypt(orjson.dumps(payload)).decode().rstrip("="), expires_at
+    return PREFIX + _fernet()[0].encrypt(orjson.dumps(payload)).decode().rstrip("="), expires_at
 
 
 def verify(token: str) -> ClientSecret:
     """The secret behind ``token``, or a 401 (forged, damaged or expired)."""
+    fernet, invalid_token = _fernet()
     try:
         body = token[len(PREFIX):]
-        payload = orjson.loads(_fernet().decrypt((body + "=" * (-len(body) % 4)).encode()))
-    except (InvalidToken, ValueError):
+        payload = orjson.loads(fernet.decrypt((body + "=" * (-len(body) % 4)).encode()))
+    except (invalid_token, ValueError):
         raise GatewayError("invalid realtime client secret", 401, error_type="invalid_request_error",
                            code="invalid_client_secret") from None
     if payload["e"] <= time.time():

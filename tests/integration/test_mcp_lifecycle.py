@@ -12,7 +12,7 @@ import requests
 
 from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, imported
 from tests.mcp_servers.harness import ServerProcess, mcp_round_trip, read_pid, stdio_client
 
 CLIENTS = "/api/mcp/clients"
@@ -205,12 +205,6 @@ def test_an_unreachable_server_is_listed_as_error(gateway, kind):
 
 
 SDK = ("mcp", "mcp_types", "anyio", "starlette", "sse_starlette", "uvicorn", "httpx")  # pydantic: genai-prices's too
-
-
-def imported(log: str) -> set[str]:
-    """The top-level packages the gateway's processes imported, from CPython's -X importtime lines."""
-    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in log.splitlines()
-            if line.startswith("import time:") and line.count("|") == 2}
 
 
 def test_a_worker_without_clients_imports_the_sdk_only_with_the_first_one(http_server):

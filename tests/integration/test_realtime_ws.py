@@ -9,9 +9,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.fakes.realtime_ws import FakeRealtimeWS
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, imported
 
 WS_KEY = "sk-ws-real"
+# what a worker loads only for a realtime request that needs it (cryptography: client secrets; requests: WebRTC
+# calls and hangups; simple-websocket, wsproto, h11: the relay; aiortc, PyAV: WebRTC media)
+REALTIME_LIBRARIES = {"cryptography", "requests", "charset_normalizer", "certifi", "simple_websocket", "wsproto", "h11",
+                      "aiortc", "av"}
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +171,36 @@ def test_a_client_that_never_answers_pings_is_closed(ws_gateway, ws_fake):
     assert 0x9 in opcodes  # pinged
     assert close_code == 1008
     assert wait_for(lambda: ws_fake.connections[-1]["close_code"] is not None, 3)  # and the provider leg closed
+
+
+def test_a_worker_loads_the_realtime_libraries_with_the_first_request_that_needs_them(ws_fake):
+    import urllib.error
+    import urllib.request
+
+    config = {"providers": {"openai": {"keys": [{"name": "ws", "value": WS_KEY, "models": ["*"]}],
+                                       "network_config": {"base_url": ws_fake.url}}}}
+    with GatewayProcess(config, env={"PYTHONPROFILEIMPORTTIME": "1"}) as gateway:
+        booted = imported(gateway.log())
+        assert "app.blueprints.realtime" in gateway.log() and "flask" in booted  # the worker's imports are logged
+        assert booted.isdisjoint(REALTIME_LIBRARIES), sorted(booted & REALTIME_LIBRARIES)
+        request = urllib.request.Request(gateway.url + "/v1/realtime/client_secrets", method="POST",
+                                         data=json.dumps({"session": {"model": "openai/gpt-realtime",
+                                                                      "instructions": "lazy"}}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        secret = json.loads(urllib.request.urlopen(request, timeout=10).read())["value"]
+        assert imported(gateway.log()) & REALTIME_LIBRARIES == {"cryptography"}
+        url = gateway.url.replace("http", "ws") + "/v1/realtime?model=openai/gpt-realtime"
+        with connect(url, subprotocols=["realtime", f"openai-insecure-api-key.{secret}"]) as ws:  # verified, relayed
+            assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+            ws.send(json.dumps({"type": "response.create"}))
+            events = [json.loads(ws.recv(timeout=10))["type"] for _ in range(2)]
+            assert events[-1] == "response.done", events
+        assert ws_fake.connections[-1]["events"][0]["session"]["instructions"] == "lazy"
+        assert imported(gateway.log()) & REALTIME_LIBRARIES == {"cryptography", "simple_websocket", "wsproto", "h11"}
+        hangup = urllib.request.Request(gateway.url + "/v1/realtime/calls/rtc_bf_forged/hangup", method="POST",
+                                        data=b"")
+        with pytest.raises(urllib.error.HTTPError) as unknown:  # the call registry answers, without media
+            urllib.request.urlopen(hangup, timeout=10)
+        assert unknown.value.code == 404
+        loaded = imported(gateway.log()) & REALTIME_LIBRARIES
+        assert "requests" in loaded and loaded.isdisjoint({"aiortc", "av"}), sorted(loaded)

@@ -9,7 +9,7 @@ import threading
 import time
 
 from tests.fakes.realtime import ClientPeer
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, imported
 from tests.realtime_netns.conftest import gateway_config, post, report, wait_for
 from tests.realtime_netns.test_webrtc_media import aligned, open_call
 
@@ -45,20 +45,29 @@ def test_client_hangup_tears_down_the_upstream_leg_within_2s(gateway, provider, 
 
 
 def test_hangup_through_another_gateway_process(provider, chat_fake, rtc):
-    """Behind a load balancer the hangup may reach another worker or host: it still ends the call."""
-    env = {"BIFROST_REALTIME_SECRET": "shared-by-both-hosts"}
+    """Behind a load balancer the hangup may reach another worker or host: it still ends the call.
+
+    Both workers start without requests, aiortc and PyAV: the first loads them with its call; the
+    second, which only hangs up, loads requests and never the media libraries.
+    """
+    env = {"BIFROST_REALTIME_SECRET": "shared-by-both-hosts", "PYTHONPROFILEIMPORTTIME": "1"}
     config = gateway_config(provider.url, chat_fake.url)
+    lazy = {"requests", "aiortc", "av"}
     with GatewayProcess(config, env=env) as first, GatewayProcess(config, env=env) as second:
+        assert "flask" in imported(first.log()) and imported(first.log()).isdisjoint(lazy)
         client = ClientPeer(rtc)
         location = open_call(first, client)
+        assert lazy <= imported(first.log())
         call = newest(provider)
         assert wait_for(lambda: len(call.received) >= 10, 5)
+        assert imported(second.log()).isdisjoint(lazy)
         status, _, body = post(second.url + location + "/hangup", b"", {})
         assert status == 200, body
         assert call.hangup_at is not None  # the second process hung it up at the provider
         assert wait_for(lambda: client.state == "closed", 2)  # and the first one's legs closed
         assert summary_of(first, location.rsplit("/", 1)[1])["reason"] == "upstream closed"
         assert "is not in this worker" in second.log()
+        assert imported(second.log()) & lazy == {"requests"}
 
 
 def test_client_close_hangs_up_upstream(gateway, provider, rtc):

@@ -27,6 +27,7 @@ from app.stores.counters import AMOUNT, COUNT, NANO_USD, Counters, Meter, StoreU
 log = logging.getLogger("bifrost.governance")
 
 POLL_SECONDS = 0.25
+CHECKPOINT_SECONDS = 1.0  # how often the embedded counters' WAL is checkpointed, in a thread
 OUTAGE_LOG_EVERY = 60.0
 RETRY_AFTER = 1.0  # seconds an unreachable counter store is not asked again
 RELOAD_WAIT = 5.0  # seconds a request waits for a read of the config store before it counts as unreachable
@@ -285,6 +286,7 @@ class Governance:
         return snapshot
 
     def _poll(self) -> None:
+        checkpointed = time.monotonic()
         while True:
             gevent.sleep(POLL_SECONDS)
             try:
@@ -292,6 +294,12 @@ class Governance:
                 self._retry_pending()
             except Exception as exc:  # the store is down: keep the last snapshot
                 self._outage(f"config store poll failed: {type(exc).__name__}")
+            if time.monotonic() - checkpointed >= CHECKPOINT_SECONDS:
+                checkpointed = time.monotonic()
+                try:  # the embedded counters' WAL, off the event loop (app/stores/counters.py)
+                    gevent.get_hub().threadpool.apply(self.counters.checkpoint)
+                except Exception as exc:
+                    log.warning("governance counters: checkpoint failed: %s", exc)
 
     def lookup(self, value: str) -> VirtualKey | None:
         """The virtual key with this value; raises the store's error when a miss cannot be checked."""

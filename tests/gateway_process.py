@@ -48,7 +48,9 @@ class GatewayProcess:
 
     def start(self, timeout: float = 20.0) -> "GatewayProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("BIFROST_")}
-        env.update({"BIFROST_APP_DIR": self.app_dir, "PYTHONUNBUFFERED": "1"}, **self.extra_env)
+        # the metrics files live in the test's own directory, so a killed server leaves nothing in /tmp
+        env.update({"BIFROST_APP_DIR": self.app_dir, "PYTHONUNBUFFERED": "1",
+                    "PROMETHEUS_MULTIPROC_DIR": str(Path(self._dir.name) / "metrics")}, **self.extra_env)
         if self.config is not None:
             self.config_path.write_text(json.dumps(self.config))
             env["BIFROST_CONFIG"] = str(self.config_path)

@@ -8,6 +8,7 @@ The JSON shape of a row is logs-api.md's; ``to_json`` builds it.
 from __future__ import annotations
 
 import logging
+import operator
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -197,7 +198,7 @@ class LogStore:
                 # The write lock first, so the rows after `last` are exactly this batch's new ones.
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 last = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM logs").scalar()
-                conn.exec_driver_sql(_SQLITE_UPSERT, rows if isinstance(rows, list) else list(rows))
+                conn.exec_driver_sql(_SQLITE_UPSERT, [_row_values(row) for row in rows])
                 conn.exec_driver_sql(_SQLITE_INDEX_NEW, (last,))
 
     def checkpoint(self) -> None:
@@ -371,9 +372,11 @@ class LogStore:
 
 _COLUMNS = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
 # Plain DB-API text, run by exec_driver_sql: the writer binds rows without SQLAlchemy's
-# per-row parameter processing (a third of the write's cost).
+# per-row parameter processing, and by position (named parameters cost sqlite3 a string and a
+# lookup per column per row: a quarter of the write).
+_row_values = operator.itemgetter(*WRITE_COLUMNS)
 _SQLITE_UPSERT = (
-    f"INSERT INTO logs ({_COLUMNS}) VALUES ({', '.join(':' + name for name in WRITE_COLUMNS)}) "
+    f"INSERT INTO logs ({_COLUMNS}) VALUES ({', '.join('?' * len(WRITE_COLUMNS))}) "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f'"{name}" = excluded."{name}"' for name in WRITE_COLUMNS if name != "id")
     + " WHERE logs.status = 'processing' OR excluded.status <> 'processing'"

@@ -39,6 +39,11 @@ class Admin:
         if kind == "virtual_keys" and not data.get("value"):
             data["value"] = f"{VK_PREFIX}{uuid.uuid4()}"
             generated = True
+        self._save(kind, data)
+        return self.present(kind, data, reveal=generated or kind == "virtual_keys")
+
+    def _save(self, kind: str, data: dict) -> None:
+        """Check and store an entity with the ones it defines inline; every worker sees it at once."""
         changes = self._inline(data)
         self._check_references(data, changes)
         if kind == "virtual_keys":
@@ -46,7 +51,6 @@ class Admin:
         changes.setdefault(kind, []).append(data)
         self.store.put_many(changes)
         self.gov.refresh()
-        return self.present(kind, data, reveal=generated or kind == "virtual_keys")
 
     def _check_unique_value(self, data: dict) -> None:
         other = self.store.find_virtual_key(data["value"])
@@ -60,13 +64,7 @@ class Admin:
         merged = {k: v for k, v in {**current, **changes_in}.items() if k not in ("created_at", "updated_at")}
         data = load(kind, merged)  # the whole entity is checked again, e.g. team_id XOR customer_id
         data.update(id=entity_id, created_at=current.get("created_at"), updated_at=now_text())
-        changes = self._inline(data)
-        self._check_references(data, changes)
-        if kind == "virtual_keys":
-            self._check_unique_value(data)
-        changes.setdefault(kind, []).append(data)
-        self.store.put_many(changes)
-        self.gov.refresh()
+        self._save(kind, data)
         return self.present(kind, data)
 
     def rotate(self, entity_id: str) -> dict:

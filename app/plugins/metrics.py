@@ -314,8 +314,7 @@ class MetricsPlugin(Plugin):
         tally.inc(gauge)
         tally.busy += 1
         call.state["metrics.active"] = gauge
-        if tally._timer is None:  # a long request shows as active within FLUSH_EVERY
-            tally.settle()
+        tally.settle()  # busy now: a long request shows as active within FLUSH_EVERY
 
     def after(self, call: "Call") -> None:
         tally = self.tally

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
 from tests.fakes.common import DEFAULT_TEXT
 from tests.gateway_process import GatewayProcess
+from tests.mcp_servers.fixtures import _fresh_upstream, upstream  # noqa: F401 (fixtures)
 from tests.mcp_servers.harness import ServerProcess, mcp_round_trip, stdio_client
 
 EXECUTE = "/v1/mcp/tool/execute"
@@ -35,13 +35,6 @@ SPEC_EXECUTE_BODY = r"""{
 FS_TOOLS = ["fs-read_file", "fs-echo", "fs-add", "fs-fail", "fs-hang", "fs-record", "fs-grow"]
 WEB_TOOLS = ["web-echo", "web-add", "web-fail", "web-hang"]
 LEGACY_TOOLS = ["legacy-echo"]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeUpstream(api_keys={"sk-mcp"}).start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +69,6 @@ def mcp_gateway(upstream, tmp_path_factory):
         gateway.stop()
         http.stop()
         sse.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstream(request):
-    if "upstream" in request.fixturenames:
-        request.getfixturevalue("upstream").clear()
-    yield
 
 
 def wait_connected(gateway, names, timeout=20.0):

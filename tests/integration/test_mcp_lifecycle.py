@@ -10,9 +10,9 @@ import time
 import pytest
 import requests
 
-from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
 from tests.gateway_process import GatewayProcess, imported
+from tests.mcp_servers.fixtures import _fresh_upstream, upstream  # noqa: F401 (fixtures)
 from tests.mcp_servers.harness import ServerProcess, mcp_round_trip, read_pid, stdio_client
 
 CLIENTS = "/api/mcp/clients"
@@ -40,13 +40,6 @@ def wait_for(predicate, timeout=20.0, interval=0.05):
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    fake = FakeUpstream(api_keys={"sk-mcp"}).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def http_server(tmp_path_factory):
     server = ServerProcess("http", str(tmp_path_factory.mktemp("mcp-http")))
     yield server
@@ -70,13 +63,6 @@ def gateway(upstream, tmp_path_factory):
     wait_for(lambda: (client_state(server, "fs") or {}).get("state") == "connected")
     yield server
     server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstream(request):
-    if "upstream" in request.fixturenames:
-        request.getfixturevalue("upstream").clear()
-    yield
 
 
 def kill_stdio_server(gateway) -> int:

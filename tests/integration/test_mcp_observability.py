@@ -9,25 +9,18 @@ import uuid
 import pytest
 import requests
 
-from tests.fakes import FakeUpstream
 from tests.fakes.behaviours import Reply
 from tests.fakes.common import DEFAULT_TEXT
 from tests.gateway_process import GatewayProcess
 from tests.integration.observability_mix import wait_for
 from tests.integration.test_metrics import scrape, value
+from tests.mcp_servers.fixtures import _fresh_upstream, upstream  # noqa: F401 (fixtures)
 from tests.mcp_servers.harness import ServerProcess, mcp_round_trip, stdio_client
 
 pytestmark = pytest.mark.integration
 EXECUTE = "/v1/mcp/tool/execute"
 WEB_ONLY = "sk-bf-web-only-echo"
 INACTIVE = "sk-bf-switched-off"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeUpstream(api_keys={"sk-mcp"}).start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +51,6 @@ def gateway(upstream, tmp_path_factory):
     finally:
         server.stop()
         http.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(upstream):
-    upstream.clear()
 
 
 def execute(gateway, name, arguments, headers=None, request_id=None):

@@ -10,7 +10,7 @@ import zlib
 import orjson
 from flask import current_app, request
 from gunicorn.http.errors import ParseException
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from app.errors import GatewayError, bad_request
 from app.worker import READ_TIMEOUT_ENV, ClientSocket, ReadDeadlineExceeded
@@ -30,8 +30,9 @@ def read_json() -> object:
 
 
 def read_body() -> bytes:
+    environ = request.environ
     try:
-        raw = request.get_data(cache=False)
+        raw = _read(environ)
     except ReadDeadlineExceeded:
         raise GatewayError(
             f"request body not received within {ClientSocket.read_timeout:g}s ({READ_TIMEOUT_ENV})", 408,
@@ -41,9 +42,24 @@ def read_body() -> bytes:
         raise bad_request(f"malformed request body framing: {exc}", param="Transfer-Encoding") from None
     except ClientDisconnected:
         raise bad_request("the request body ended before it was complete", param="body") from None
-    encoding = request.environ.get("HTTP_CONTENT_ENCODING")
+    encoding = environ.get("HTTP_CONTENT_ENCODING")
     if encoding:
         raw = _decode(raw, encoding.strip().lower())
+    return raw
+
+
+def _read(environ: dict) -> bytes:
+    """A body with a Content-Length is read from gunicorn's stream in one call (werkzeug's
+    wrappers around it cost more than the read); anything else goes through werkzeug."""
+    length = environ.get("CONTENT_LENGTH")
+    if not length or not length.isdigit():
+        return request.get_data(cache=False)
+    size = int(length)
+    if size > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+    raw = environ["wsgi.input"].read(size)
+    if len(raw) < size:
+        raise ClientDisconnected()
     return raw
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 if TYPE_CHECKING:
     from app.config import GatewayConfig
@@ -82,9 +82,8 @@ class Pricing:
         return price
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """Canonical usage as the counts prices apply to."""
+class Tokens(NamedTuple):
+    """Canonical usage as the counts prices apply to (a tuple: made on every priced request)."""
 
     input: int  # all input tokens, cached ones included (OpenAI's prompt_tokens)
     cached: int

@@ -21,7 +21,7 @@ SSE_HEADERS = {
 
 
 def json_response(body: dict, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+    return Response(orjson.dumps(body), status=status, content_type="application/json")
 
 
 def error_response(error: GatewayError) -> Response:

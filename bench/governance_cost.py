@@ -40,7 +40,7 @@ def main() -> None:
         config = governed_target("x", "", kv)["config"]
         config["providers"]["openai"]["network_config"]["base_url"] = "http://127.0.0.1:9"
         plugin = GovernancePlugin(parse_config(config))
-        plugin.service.refresh(force=True)
+        plugin.service.refresh()
         samples = []
         for index in range(args.n):
             started = time.perf_counter()

@@ -16,20 +16,20 @@ bp = Blueprint("inference", __name__)
 @bp.post("/v1/chat/completions")
 def chat_completions():
     engine = current_engine()
-    return _serve(CHAT, parse_chat(read_json(), engine.known_providers))
+    return _serve(CHAT, parse_chat(read_json(), engine.known_providers), engine)
 
 
 @bp.post("/v1/text/completions")
 @bp.post("/v1/completions")
 def text_completions():
     engine = current_engine()
-    return _serve(TEXT, parse_text(read_json(), engine.known_providers))
+    return _serve(TEXT, parse_text(read_json(), engine.known_providers), engine)
 
 
 @bp.post("/v1/embeddings")
 def embeddings():
     engine = current_engine()
-    return _serve(EMBEDDING, parse_embedding(read_json(), engine.known_providers))
+    return _serve(EMBEDDING, parse_embedding(read_json(), engine.known_providers), engine)
 
 
 @bp.get("/v1/models")
@@ -48,8 +48,8 @@ def read_json() -> object:
     return body.read_json()
 
 
-def _serve(request_type: str, parsed: ParsedRequest):
-    engine = current_engine()
+def _serve(request_type: str, parsed: ParsedRequest, engine=None):
+    engine = engine or current_engine()
     ctx = current_context()
     if parsed.stream:
         stream = engine.stream(request_type, parsed.body, parsed.target, parsed.fallbacks, ctx)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bifrost.logs")
 
 FLUSH_INTERVAL = 0.25  # seconds: a worker killed hard loses at most about this much
+IN_FLIGHT_PATIENCE = 1.0  # seconds in flight before a request gets its `processing` row
 BATCH_MAX = 500
 WRITE_CHUNK = 100  # rows per SQLite transaction: ~2 ms of the event loop at most
 LOCK_RETRY = 0.002  # seconds between tries while another worker holds SQLite's write lock
@@ -71,6 +71,7 @@ class RequestLogs(Plugin):
         self.queue_size = int(section.get("queue_size") or DEFAULT_QUEUE_SIZE)
         self.pending: dict[str, "Call | dict"] = {}  # request id -> the call in flight or its final row
         self.inflight: list[dict] = []  # rows being written (kept until the store took them)
+        self.ready = 0  # final rows in pending (a batch is due at BATCH_MAX)
         self.dropped = 0
         self.store_ok: bool | None = None  # None: not tried yet
         self._health: tuple[float, bool] = (0.0, True)
@@ -118,7 +119,8 @@ class RequestLogs(Plugin):
             self._count_dropped()
             return
         self.pending[request_id] = row
-        if len(self.pending) >= BATCH_MAX:
+        self.ready += 1
+        if self.ready >= BATCH_MAX:
             self._wake.set()
 
     def tool_executed(self, record: "ToolExecution") -> None:
@@ -174,7 +176,7 @@ class RequestLogs(Plugin):
                 if self.store_ok is False:
                     log.warning("request logs: store reachable again, writing the queued rows")
                 self.store_ok = True
-                delay = 0.0 if len(self.pending) >= BATCH_MAX else FLUSH_INTERVAL
+                delay = 0.0 if self.ready >= BATCH_MAX else FLUSH_INTERVAL
             except Exception as exc:
                 if self.store_ok is not False:
                     log.warning("request logs: store write failed, rows wait in the queue: %s", exc)
@@ -204,22 +206,8 @@ class RequestLogs(Plugin):
         if not self.inflight:
             if not self.pending:
                 return
-            if len(self.pending) <= BATCH_MAX:
-                taken, self.pending = self.pending, {}
-                entries = list(taken.values())
-            else:
-                ids = list(islice(self.pending, BATCH_MAX))
-                entries = [self.pending.pop(request_id) for request_id in ids]
-            rows = []
-            for entry in entries:
-                if isinstance(entry, dict):
-                    rows.append(entry)
-                    continue
-                try:  # still in flight
-                    rows.append(row_of(entry, "processing", entry.state.get("logs.hidden", self.hide_content)))
-                except Exception:
-                    log.exception("request logs: cannot build the row of request %s", entry.ctx.request_id)
-                    self._count_dropped()
+            rows, waiting, ready = self._take()
+            self.pending, self.ready = waiting, ready  # before any yield: after() may add to pending
             self.inflight = rows
         size = WRITE_CHUNK if self.sqlite else BATCH_MAX  # PostgreSQL never holds the event loop
         while self.inflight:  # a chunk the store took leaves inflight at once
@@ -228,6 +216,32 @@ class RequestLogs(Plugin):
             del self.inflight[:len(chunk)]
             if self.inflight:
                 gevent.sleep(0)  # let requests run between chunks
+
+    def _take(self) -> tuple[list[dict], dict, int]:
+        """Up to BATCH_MAX rows to write, what waits for a later batch, and how many of those are final.
+
+        A request in flight for less than IN_FLIGHT_PATIENCE keeps waiting: most end before
+        the next batch, and writing their ``processing`` row first would store each twice.
+        """
+        now = time.time()
+        patience = 0.0 if self._stopping else IN_FLIGHT_PATIENCE
+        rows: list[dict] = []
+        waiting: dict[str, "Call | dict"] = {}
+        ready = 0
+        for request_id, entry in self.pending.items():
+            final = isinstance(entry, dict)
+            if len(rows) >= BATCH_MAX or (not final and now - entry.started_at < patience):
+                waiting[request_id] = entry
+                ready += final
+            elif final:
+                rows.append(entry)
+            else:
+                try:
+                    rows.append(row_of(entry, "processing", entry.state.get("logs.hidden", self.hide_content)))
+                except Exception:
+                    log.exception("request logs: cannot build the row of request %s", entry.ctx.request_id)
+                    self._count_dropped()
+        return rows, waiting, ready
 
     def _salvage(self) -> None:
         """A batch failed while the store answers pings: write it row by row, dropping bad rows."""

@@ -105,6 +105,44 @@ def test_a_row_first_written_in_flight_is_reindexed_when_it_ends(tmp_path):
         plugin.close()
 
 
+def test_a_short_request_is_written_once_and_a_long_one_shows_as_processing(tmp_path):
+    """A batch leaves requests younger than IN_FLIGHT_PATIENCE waiting (most end before the
+    next batch: one row each, not a processing row and then a final one)."""
+    from app.plugins.request_logs import IN_FLIGHT_PATIENCE
+
+    plugin = _plugin(tmp_path)
+    try:
+        def in_flight(request_id: str, age: float) -> Call:
+            call = Call("chat_completion", False, {"messages": [{"role": "user", "content": request_id}]},
+                        Target("openai", "gpt-4o-mini"), [], RequestContext(request_id=request_id, environ={}))
+            call.started_at -= age
+            plugin.before(call)
+            return call
+
+        young = in_flight("young", 0.0)
+        in_flight("old", IN_FLIGHT_PATIENCE + 1.0)
+        _finished(plugin, "done", "finished words")
+        rows, waiting, ready = plugin._take()
+        assert {row["id"]: row["status"] for row in rows} == {"old": "processing", "done": "success"}
+        assert list(waiting) == ["young"] and waiting["young"] is young and ready == 0
+        plugin.pending, plugin.ready = waiting, ready
+
+        young.served = Served("openai", "gpt-4o-mini", 0, "k", 0)
+        young.finished_at = time.perf_counter()
+        plugin.after(young)  # its final row takes its place: the next batch writes it once
+        rows, waiting, ready = plugin._take()
+        assert [(row["id"], row["status"]) for row in rows] == [("young", "success")] and not waiting
+        plugin.pending, plugin.ready = waiting, ready
+
+        plugin._stopping = True  # at shutdown every request in flight is written, however young
+        in_flight("last", 0.0)
+        rows, waiting, _ = plugin._take()
+        assert [(row["id"], row["status"]) for row in rows] == [("last", "processing")] and not waiting
+    finally:
+        plugin.pending.clear()
+        plugin.close()
+
+
 def test_generated_request_ids_are_uuid7_in_arrival_order():
     import uuid
 

@@ -234,6 +234,46 @@ class ClientSchema(Schema):
     realtime = fields.Nested(RealtimeSchema, load_default=lambda: RealtimeSchema().load({}))
 
 
+class LmdbStoreSchema(_Strict):
+    path = fields.String()  # default: <app dir>/counters.lmdb
+    map_size_mb = fields.Integer(validate=validate.Range(min=1))
+
+
+class SqliteCountersSchema(_Strict):
+    path = fields.String()  # default: <app dir>/counters.db
+
+
+class RedisStoreSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # settings this version does not read were always ignored; configs that have them still load
+
+    addr = fields.String()
+    username = fields.String(allow_none=True)
+    password = fields.String(allow_none=True)
+    db = fields.Integer(validate=validate.Range(min=0))
+    key_prefix = fields.String()
+    connect_timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    pool_size = fields.Integer(validate=validate.Range(min=1))
+
+
+COUNTER_STORES = {"lmdb": LmdbStoreSchema, "sqlite": SqliteCountersSchema, "redis": RedisStoreSchema}
+
+
+class KvStoreSchema(_Strict):
+    """The governance counters (app/stores/counters.py): none for LMDB in the app dir."""
+
+    type = fields.String(load_default="redis", validate=validate.OneOf(list(COUNTER_STORES)))
+    config = fields.Dict(load_default=dict)
+
+    @validates_schema
+    def _check_config(self, data: dict, **_: Any) -> None:
+        try:
+            COUNTER_STORES[data["type"]]().load(data["config"])
+        except ValidationError as exc:
+            raise ValidationError({"config": exc.messages}) from None
+
+
 class ConfigSchema(_Strict):
     schema_url = fields.String(data_key="$schema")
     version = fields.Integer(validate=validate.OneOf([1, 2]))
@@ -250,7 +290,7 @@ class ConfigSchema(_Strict):
     config_store = fields.Dict()
     logs_store = fields.Dict()
     vector_store = fields.Dict()
-    kv_store = fields.Dict()  # governance counters: {"type": "redis", "config": {...}} (app/stores/counters.py)
+    kv_store = fields.Nested(KvStoreSchema)  # governance counters (app/stores/counters.py)
 
     @validates_schema
     def _check_providers(self, data: dict, **_: Any) -> None:

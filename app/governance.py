@@ -27,7 +27,7 @@ from app.stores.counters import AMOUNT, COUNT, NANO_USD, Counters, Meter, StoreU
 log = logging.getLogger("bifrost.governance")
 
 POLL_SECONDS = 0.25
-CHECKPOINT_SECONDS = 1.0  # how often the embedded counters' WAL is checkpointed, in a thread
+CHECKPOINT_SECONDS = 1.0  # how often the embedded counters are flushed (LMDB) or checkpointed (SQLite), in a thread
 OUTAGE_LOG_EVERY = 60.0
 RETRY_AFTER = 1.0  # seconds an unreachable counter store is not asked again
 RELOAD_WAIT = 5.0  # seconds a request waits for a read of the config store before it counts as unreachable
@@ -216,7 +216,7 @@ class Governance:
         self.on_store_error = str(section.get("on_store_error") or "deny")
         self.clock = clock
         self.store = ConfigStore(raw.get("config_store"))
-        self.counters: Counters = make_counters(raw.get("kv_store"), app_dir() / "counters.db")
+        self.counters: Counters = make_counters(raw.get("kv_store"), app_dir())
         self.store.seed(section)  # checked by app.config at load time
         self.snapshot = Snapshot(*self.store.load_all())
         self.on_change: list[Callable[[], None]] = []  # e.g. auth drops its cached sessions
@@ -296,7 +296,7 @@ class Governance:
                 self._outage(f"config store poll failed: {type(exc).__name__}")
             if time.monotonic() - checkpointed >= CHECKPOINT_SECONDS:
                 checkpointed = time.monotonic()
-                try:  # the embedded counters' WAL, off the event loop (app/stores/counters.py)
+                try:  # the embedded counters' fsync or WAL checkpoint, off the event loop (app/stores/counters*.py)
                     gevent.get_hub().threadpool.apply(self.counters.checkpoint)
                 except Exception as exc:
                     log.warning("governance counters: checkpoint failed: %s", exc)

@@ -3,7 +3,8 @@
 
 Not the benchmark (bench/run.py --governance measures the real server); this isolates what a
 virtual key adds to one request: snapshot lookup, one atomic admit and one settle in the counter
-store. Usage: .venv/bin/python bench/governance_cost.py [--n 5000] [--redis 127.0.0.1:6379]
+store: the embedded default (LMDB), the previous default (SQLite, kv_store type sqlite) and Redis.
+Usage: .venv/bin/python bench/governance_cost.py [--n 5000] [--redis 127.0.0.1:6379]
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def main() -> None:
     from run import governed_target  # the bench's own virtual key
 
     prefix = f"bifrost-govcost-{uuid.uuid4().hex[:8]}:"
-    for label, kv in (("embedded", None), ("redis", {"type": "redis", "config": {"addr": args.redis, "key_prefix": prefix}})):
+    stores = (("embedded", None), ("sqlite", {"type": "sqlite"}),
+              ("redis", {"type": "redis", "config": {"addr": args.redis, "key_prefix": prefix}}))
+    for label, kv in stores:
         config = governed_target("x", "", kv)["config"]
         config["providers"]["openai"]["network_config"]["base_url"] = "http://127.0.0.1:9"
         plugin = GovernancePlugin(parse_config(config))
@@ -56,7 +59,7 @@ def main() -> None:
         samples.sort()
         print(f"{label:9s} p50 {statistics.median(samples) * 1e3:.3f} ms  p99 {samples[int(len(samples) * 0.99)] * 1e3:.3f} ms"
               f"  ({len(samples)} requests)")
-        if kv:
+        if label == "redis":
             client = plugin.service.counters.client
             keys = list(client.scan_iter(match=prefix + "*"))
             if keys:

@@ -152,7 +152,7 @@ def default_targets() -> list:
          "routes": {"openai_surface": {"path": "/openai/v1/chat/completions", "model": "gpt-4o-mini"},
                     "anthropic": {"path": "/anthropic/v1/messages", "model": "claude-bench"},
                     "anthropic_translated": {"path": "/anthropic/v1/messages", "model": "openai/gpt-4o-mini"}}},
-        governed_target("bifrost_vk", "embedded SQLite counters", None),
+        governed_target("bifrost_vk", "embedded LMDB counters", None),
         governed_target("bifrost_vk_redis", "Redis counters on loopback",
                         {"type": "redis", "config": {"addr": "127.0.0.1:6379", "key_prefix": "bifrost-bench:"}}),
     ]

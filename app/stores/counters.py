@@ -1,8 +1,9 @@
 """Usage counters that enforce rate limits and budgets, exact across workers and instances.
 
 Each counter is (usage, reserved, window start) under one key. ``admit`` checks a whole
-chain of counters and changes them only if every one passes, in one atomic step: a SQLite
-``BEGIN IMMEDIATE`` transaction (the workers of one instance, nothing to install) or a Lua
+chain of counters and changes them only if every one passes, in one atomic step: an LMDB
+write transaction (the workers of one instance, the default: app/stores/counters_lmdb.py),
+a SQLite ``BEGIN IMMEDIATE`` transaction (the previous default, still selectable) or a Lua
 script in Redis (every instance). Amounts are integers (requests, tokens, nano-USD), so
 sums are exact and Lua's doubles never round them.
 """
@@ -109,7 +110,7 @@ class Counters:
         raise NotImplementedError
 
     def checkpoint(self) -> None:
-        """Periodic housekeeping off the event loop (SQLite's WAL); nothing for Redis."""
+        """Periodic housekeeping off the event loop (LMDB's fsync, SQLite's WAL); nothing for Redis."""
 
     def close(self) -> None:
         pass
@@ -390,17 +391,24 @@ class RedisCounters(Counters):
         self.client.close()
 
 
-def make_counters(kv_store: Mapping[str, Any] | None, default_path: Path) -> Counters:
-    """No ``kv_store``: SQLite beside config.db. ``{"type": "redis", "config": {...}}``: Redis."""
-    if not kv_store:
-        return SqliteCounters(default_path)
-    kind = kv_store.get("type", "redis")
+def make_counters(kv_store: Mapping[str, Any] | None, directory: Path) -> Counters:
+    """No ``kv_store``: LMDB in ``directory`` (the app dir), the old default's counters.db copied in once.
+
+    ``{"type": "lmdb" | "sqlite" | "redis", "config": {...}}`` names a store (app/config.py checks it).
+    """
+    kind, config = (kv_store.get("type", "redis"), kv_store.get("config") or {}) if kv_store else ("lmdb", {})
     if kind == "redis":
-        return RedisCounters(kv_store.get("config") or {})
+        return RedisCounters(config)
     if kind == "sqlite":
-        path = (kv_store.get("config") or {}).get("path")
-        return SqliteCounters(Path(path).expanduser() if path else default_path)
-    raise ValueError(f"kv_store.type: unknown counter store {kind!r} (redis or sqlite)")
+        path = config.get("path")
+        return SqliteCounters(Path(path).expanduser() if path else directory / "counters.db")
+    if kind == "lmdb":
+        from app.stores.counters_lmdb import MAP_SIZE_MB, LmdbCounters  # a C extension: only where it is used
+
+        path = Path(config["path"]).expanduser() if config.get("path") else directory / "counters.lmdb"
+        return LmdbCounters(path, map_size=int(config.get("map_size_mb") or MAP_SIZE_MB) << 20,
+                            migrate_from=path.parent / "counters.db")
+    raise ValueError(f"kv_store.type: unknown counter store {kind!r} (lmdb, sqlite or redis)")
 
 
 def now() -> float:

@@ -2,16 +2,20 @@
 
 Two gunicorn instances (2 gevent workers each) share a PostgreSQL config store (a database of this
 run) and Redis counters (a key prefix of this run); one instance with 4 workers uses the embedded
-SQLite counters. Upstream is the fake OpenAI server.
+LMDB counters (and takes over the old default's SQLite counters.db). Upstream is the fake OpenAI server.
 """
 from __future__ import annotations
 
 import collections
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from app.governance import rate_limit_meters
+from app.stores.counters import SqliteCounters
 from tests.fakes.behaviours import Delay, Stream
 from tests.gateway_process import GatewayProcess
 from tests.governance_support import CHAT, REDIS_ADDR, burst, get, kv_store, post, redis_prefix
@@ -171,6 +175,34 @@ def test_request_limit_is_exact_across_four_workers_with_the_embedded_store(fake
         assert statuses(results) == {200: 100, 429: 200}
         [limit] = quota(gateway.url, "sk-bf-embedded-hundred")["rate_limits"]
         assert limit["current_usage"] == 100
+        app_dir = Path(gateway.app_dir)
+        assert (app_dir / "counters.lmdb").is_file() and not (app_dir / "counters.db").exists()
+        # LMDB must not cross a fork: the workers map the file, gunicorn's master never opens it.
+        assert "counters.lmdb" not in Path(f"/proc/{gateway.process.pid}/maps").read_text()
+        mapped = [pid for pid in gateway.worker_pids() if "counters.lmdb" in Path(f"/proc/{pid}/maps").read_text()]
+        assert mapped  # (a worker that served no governed request has not opened it yet)
+
+
+def test_an_upgrade_keeps_the_counts_of_the_old_sqlite_default_and_a_restart_keeps_them_too(fake):
+    """A counters.db the old default left in the app dir is copied into the new LMDB file once."""
+    config = gateway_config(fake.url, limited_key("vk-upgrade", "sk-bf-upgrade-hundred", 100, window="1h"))
+    with tempfile.TemporaryDirectory(prefix="bifrost-upgrade-") as app_dir:
+        old = SqliteCounters(Path(app_dir) / "counters.db")
+        [meter] = rate_limit_meters(config["governance"]["rate_limits"][0], "virtual key")  # as the gateway counts
+        for _ in range(40):
+            assert old.admit([meter], [0], time.time()) == -1
+        old.close()
+        with GatewayProcess(config, workers=4, app_dir=app_dir) as gateway:
+            results = burst([gateway.url], 100, {"x-api-key": "sk-bf-upgrade-hundred"})
+            assert statuses(results) == {200: 60, 429: 40}
+            log = gateway.log()
+        copied = [line for line in log.splitlines() if "governance counters: copied" in line]
+        assert len(copied) == 1 and "copied 1 counter(s)" in copied[0], log  # one worker of four did it
+        with GatewayProcess(config, workers=2, app_dir=app_dir) as gateway:
+            [limit] = quota(gateway.url, "sk-bf-upgrade-hundred")["rate_limits"]
+            assert limit["current_usage"] == 100  # kept across the restart; the old file is not copied again
+            assert post(gateway.url, "/v1/chat/completions", CHAT, {"x-api-key": "sk-bf-upgrade-hundred"})[0] == 429
+            assert "governance counters: copied" not in gateway.log()
 
 
 def test_budget_stops_at_the_request_that_crosses_it_and_the_next_window_admits(fake):

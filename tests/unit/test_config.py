@@ -66,6 +66,12 @@ def test_full_provider_options_are_read():
         ({"providers": {"azure": {"keys": [{"value": "k"}]}}}, "providers.azure.keys[0].azure_key_config"),
         ({"providers": {"openai": {"keys": [{"value": "env.NOT_SET_ANYWHERE"}]}}}, "providers.openai.keys[0].value: environment variable NOT_SET_ANYWHERE is not set"),
         ({"client": {"max_request_body_size_mb": 0}}, "client.max_request_body_size_mb"),
+        ({"kv_store": {"type": "memcached"}}, "kv_store.type: Must be one of: lmdb, sqlite, redis"),
+        ({"kv_store": {"type": "lmdb", "config": {"map_size_mb": 0}}}, "kv_store.config.map_size_mb: Must be greater"),
+        ({"kv_store": {"type": "lmdb", "config": {"paht": "/x"}}}, "kv_store.config.paht: Unknown field"),
+        ({"kv_store": {"type": "sqlite", "config": {"path": 3}}}, "kv_store.config.path: Not a valid string"),
+        ({"kv_store": {"type": "redis", "config": {"pool_size": "x"}}}, "kv_store.config.pool_size: Not a valid"),
+        ({"kv_store": {"type": "lmdb", "config": "/x"}}, "kv_store.config: Not a valid mapping type"),
     ],
 )
 def test_bad_config_names_the_key(document, expected):

@@ -1,8 +1,9 @@
-"""Counter stores (SQLite and Redis), windows, and a property test of the governance plugin's accounting.
+"""Counter stores (LMDB, SQLite and Redis), windows, and a property test of the governance plugin's accounting.
 
 The property test drives the real plugin (before/after hooks) over random sequences of requests,
-upstream failures and window resets, on both counter stores, against a model of what the counters
+upstream failures and window resets, on every counter store, against a model of what the counters
 should hold: the reported usage always equals the sum of the costs of the requests in the window.
+LMDB's own cases (processes, crashes, migration, a full map): test_governance_counters_lmdb.py.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from app.engine import Served
 from app.errors import GatewayError
 from app.schemas import Target
 from app.stores.counters import AMOUNT, COUNT, NANO_USD, Meter, RedisCounters, SqliteCounters, Window
+from app.stores.counters_lmdb import LmdbCounters
 from tests.governance_support import kv_store, redis_prefix
 
 
@@ -42,10 +44,13 @@ def test_windows_parse_and_align_to_the_utc_calendar():
     assert Window.parse("1h").aligned_start(now) == -1  # rolling
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["lmdb", "sqlite", "redis"])
 def counters(request, tmp_path):
-    if request.param == "sqlite":
-        store = SqliteCounters(tmp_path / "counters.db")
+    if request.param in ("lmdb", "sqlite"):
+        if request.param == "lmdb":
+            store = LmdbCounters(tmp_path / "counters.lmdb")
+        else:
+            store = SqliteCounters(tmp_path / "counters.db")
         yield store
         store.close()
     else:
@@ -109,14 +114,18 @@ def governed_plugin(tmp_path, monkeypatch, store_kind: str, prefix: str):
     }
     if store_kind == "redis":
         document["kv_store"] = kv_store(prefix)
+    elif store_kind == "sqlite":
+        document["kv_store"] = {"type": "sqlite"}
+    # lmdb: no kv_store, the embedded default
     return GovernancePlugin(parse_config(document))
 
 
-@pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("store_kind", ["lmdb", "sqlite", "redis"])
 def test_reported_usage_equals_the_sum_of_costs_over_random_sequences(tmp_path, monkeypatch, store_kind):
     with redis_prefix() as prefix:
         plugin = governed_plugin(tmp_path, monkeypatch, store_kind, prefix)
         service = plugin.service
+        assert service.counters.kind == store_kind
         vk = service.snapshot.by_value[VK]
         meters = list(vk.meters)
         clock = [2_000_000.0]

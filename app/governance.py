@@ -217,6 +217,7 @@ class Governance:
         self.clock = clock
         self.store = ConfigStore(raw.get("config_store"))
         self.counters: Counters = make_counters(raw.get("kv_store"), app_dir())
+        self.counters.on_lost_settle = self._keep
         self.store.seed(section)  # checked by app.config at load time
         self.snapshot = Snapshot(*self.store.load_all())
         self.on_change: list[Callable[[], None]] = []  # e.g. auth drops its cached sessions
@@ -361,9 +362,13 @@ class Governance:
         try:
             self.counters.settle(meters, releases, adds, self.clock())
         except StoreUnavailable as exc:
-            # Kept and retried by the poller, so no usage is lost to an outage.
-            self._outage(str(exc))
-            self._pending.append((tuple(meters), tuple(releases), tuple(adds)))
+            self._keep(meters, releases, adds, exc)
+
+    def _keep(self, meters: Sequence[Meter], releases: Sequence[int], adds: Sequence[int],
+              exc: StoreUnavailable) -> None:
+        """A settlement the store did not take: retried by the poller, so no usage is lost to an outage."""
+        self._outage(str(exc))
+        self._pending.append((tuple(meters), tuple(releases), tuple(adds)))
 
     def _retry_pending(self) -> None:
         while self._pending:

@@ -94,6 +94,9 @@ class Counters:
     """The interface both stores implement."""
 
     kind = "none"
+    # A store that sends settlements later (Redis) hands those a failed batch lost to this
+    # callback (meters, releases, adds, error); the others raise StoreUnavailable from settle.
+    on_lost_settle = None
 
     def admit(self, meters: Sequence[Meter], reserves: Sequence[int], now: float) -> int:
         """Admit atomically: -1 when every meter passes (and is charged), else the index of the first that refuses."""
@@ -257,140 +260,6 @@ class SqliteCounters(Counters):
             self._checkpointer.close()
 
 
-# KEYS: counter hashes. ARGV: now, then per key: kind, limit, window seconds, aligned start, reserve.
-# Returns 0 when admitted, else the 1-based index of the first counter that refuses.
-_ROLL_LUA = """
-local function roll(usage, start, seconds, aligned, now)
-  if aligned >= 0 then
-    if start == aligned then return usage, start end
-    return 0, aligned
-  end
-  if start <= 0 or now >= start + seconds then return 0, now end
-  return usage, start
-end
-local function get(key)
-  local v = redis.call('HMGET', key, 'u', 'r', 's')
-  return tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
-end
-local function put(key, u, r, s)
-  redis.call('HSET', key, 'u', string.format('%.0f', u), 'r', string.format('%.0f', r), 's', string.format('%.6f', s))
-end
-"""
-ADMIT_LUA = _ROLL_LUA + """
-local now = tonumber(ARGV[1])
-local rows = {}
-for i, key in ipairs(KEYS) do
-  local b = 1 + (i - 1) * 5
-  local kind, limit = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-  local u, r, s = get(key)
-  u, s = roll(u, s, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), now)
-  local held = u
-  if kind == 1 then held = u + r end
-  if held >= limit then return i end
-  rows[i] = {u, r, s, kind, tonumber(ARGV[b + 5])}
-end
-for i, key in ipairs(KEYS) do
-  local row = rows[i]
-  if row[4] == 0 then row[1] = row[1] + 1 else row[2] = row[2] + row[5] end
-  put(key, row[1], row[2], row[3])
-end
-return 0
-"""
-# ARGV: now, then per key: window seconds, aligned start, release, add.
-SETTLE_LUA = _ROLL_LUA + """
-local now = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  local b = 1 + (i - 1) * 4
-  local u, r, s = get(key)
-  u, s = roll(u, s, tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), now)
-  r = r - tonumber(ARGV[b + 3])
-  if r < 0 then r = 0 end
-  put(key, u + tonumber(ARGV[b + 4]), r, s)
-end
-return 0
-"""
-
-
-class RedisCounters(Counters):
-    """Counters in Redis, shared by every instance; each admit or settle is one Lua script call."""
-
-    kind = "redis"
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        host, _, port = str(config.get("addr") or "127.0.0.1:6379").rpartition(":")
-        self.prefix = str(config.get("key_prefix") or "bifrost:")
-        # A blocking pool: with more requests in flight than connections, a request waits for
-        # one (up to the timeout) instead of failing as if Redis were down.
-        pool = redis.BlockingConnectionPool(
-            host=host or "127.0.0.1", port=int(port or 6379), db=int(config.get("db") or 0),
-            username=config.get("username") or None, password=config.get("password") or None,
-            socket_connect_timeout=float(config.get("connect_timeout", 0.5)),
-            socket_timeout=float(config.get("timeout", 1.0)),
-            max_connections=int(config.get("pool_size", 100)), timeout=float(config.get("timeout", 1.0)),
-            # One immediate retry replaces a pooled connection that died; an outage fails fast.
-            retry=Retry(NoBackoff(), 1),
-        )
-        self.client = redis.Redis(connection_pool=pool)
-        self._admit = self.client.register_script(ADMIT_LUA)
-        self._settle = self.client.register_script(SETTLE_LUA)
-        self._errors = (redis.RedisError, OSError)
-
-    def _keys(self, meters: Sequence[Meter]) -> list[str]:
-        return [self.prefix + m.key for m in meters]
-
-    def _call(self, script, keys, args):
-        try:
-            return script(keys=keys, args=args)
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis counters: {type(exc).__name__}") from None
-
-    def admit(self, meters: Sequence[Meter], reserves: Sequence[int], now: float) -> int:
-        args: list = [repr(now)]
-        for meter, reserve in zip(meters, reserves):
-            args += [meter.kind, meter.limit, meter.window.seconds, meter.window.aligned_start(now), reserve]
-        return int(self._call(self._admit, self._keys(meters), args)) - 1
-
-    def settle(self, meters: Sequence[Meter], releases: Sequence[int], adds: Sequence[int], now: float) -> None:
-        args: list = [repr(now)]
-        for meter, release, add in zip(meters, releases, adds):
-            args += [meter.window.seconds, meter.window.aligned_start(now), release, add]
-        self._call(self._settle, self._keys(meters), args)
-
-    def read(self, meters: Sequence[Meter], now: float) -> list[Reading]:
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for key in self._keys(meters):
-                pipe.hmget(key, "u", "r", "s")
-            rows = pipe.execute()
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis counters: {type(exc).__name__}") from None
-        readings = []
-        for meter, (u, r, s) in zip(meters, rows):
-            if u is None and s is None:
-                readings.append(Reading(0, 0, 0.0))
-                continue
-            usage, start = _roll(int(float(u or 0)), float(s or 0), meter.window.seconds,
-                                 meter.window.aligned_start(now), now)
-            readings.append(Reading(usage, int(float(r or 0)), start))
-        return readings
-
-    def reset(self, keys: Sequence[str]) -> None:
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hset(self.prefix + key, mapping={"u": 0, "s": 0})
-            pipe.execute()
-        except self._errors as exc:
-            raise StoreUnavailable(f"redis counters: {type(exc).__name__}") from None
-
-    def close(self) -> None:
-        self.client.close()
-
-
 def make_counters(kv_store: Mapping[str, Any] | None, directory: Path) -> Counters:
     """No ``kv_store``: LMDB in ``directory`` (the app dir), the old default's counters.db copied in once.
 
@@ -398,6 +267,8 @@ def make_counters(kv_store: Mapping[str, Any] | None, directory: Path) -> Counte
     """
     kind, config = (kv_store.get("type", "redis"), kv_store.get("config") or {}) if kv_store else ("lmdb", {})
     if kind == "redis":
+        from app.stores.counters_redis import RedisCounters
+
         return RedisCounters(config)
     if kind == "sqlite":
         path = config.get("path")

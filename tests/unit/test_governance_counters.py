@@ -20,7 +20,8 @@ from app.context import RequestContext
 from app.engine import Served
 from app.errors import GatewayError
 from app.schemas import Target
-from app.stores.counters import AMOUNT, COUNT, NANO_USD, Meter, RedisCounters, SqliteCounters, Window
+from app.stores.counters import AMOUNT, COUNT, NANO_USD, Meter, SqliteCounters, Window
+from app.stores.counters_redis import RedisCounters
 from app.stores.counters_lmdb import LmdbCounters
 from tests.governance_support import kv_store, redis_prefix
 

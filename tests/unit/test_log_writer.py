@@ -12,7 +12,7 @@ from app.call import Call
 from app.config import parse_config
 from app.context import RequestContext
 from app.engine import Served
-from app.plugins.request_logs import RequestLogs
+from app.plugins.request_logs import PROCESSING_AFTER, RequestLogs
 from app.schemas import Target
 from app.stores.logs import LogFilter
 
@@ -101,6 +101,31 @@ def test_a_row_first_written_in_flight_is_reindexed_when_it_ends(tmp_path):
         assert _wait_for(lambda: plugin.store.get("long")["status"] == "success", 5)
         for word in ("narwhal", "tusked"):
             assert plugin.store.search(LogFilter(content_search=word), "timestamp", "desc", 5, 0)[1] == 1
+        assert not plugin.calls and not plugin.shown
+        conn = sqlite3.connect(tmp_path / "logs.db")  # the text index matches the rows (FTS5's own check)
+        conn.execute("INSERT INTO logs_fts(logs_fts, rank) VALUES ('integrity-check', 1)")
+        conn.close()
+    finally:
+        plugin.close()
+
+
+def test_a_short_request_is_written_once_when_it_ends(tmp_path):
+    plugin = _plugin(tmp_path)
+    try:
+        call = Call("chat_completion", False, {"messages": [{"role": "user", "content": "quick question"}]},
+                    Target("openai", "gpt-4o-mini"), [], RequestContext(request_id="quick", environ={}))
+        plugin.before(call)
+        for _ in range(3):  # batches while it is in flight, for less than PROCESSING_AFTER
+            plugin._wake.set()
+            gevent.sleep(0.1)
+        assert time.perf_counter() - call.ctx.started < PROCESSING_AFTER
+        assert plugin.store.get("quick") is None and list(plugin.calls) == ["quick"]
+        call.served = Served("openai", "gpt-4o-mini", 0, "k", 0)
+        call.finished_at = time.perf_counter()
+        plugin.after(call)
+        plugin._wake.set()
+        assert _wait_for(lambda: (plugin.store.get("quick") or {}).get("status") == "success", 5)
+        assert not plugin.calls and not plugin.shown
     finally:
         plugin.close()
 

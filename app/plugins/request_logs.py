@@ -1,11 +1,13 @@
 """The logging plugin: one log row per inference request, written off the request path.
 
-Hooks only put the request into a bounded per-worker queue (a dict by request id, so a
-request's ``processing`` entry and its final entry written in the same batch become one
-row): the Call while it is in flight, its finished row once it is over, so the Call's
-bodies and chunks are freed at once instead of being walked by the garbage collector
-until the next batch. A writer greenlet upserts the rows in batches every FLUSH_INTERVAL. A full queue drops the row and counts it; a store that is down keeps
-its rows waiting (within the bound) until it is back; close() flushes on shutdown.
+Hooks only note the request in a bounded per-worker queue: the Call while it is in flight
+(``calls``), then its finished row (``pending``, a dict by request id), so the Call's
+bodies and chunks are freed at once instead of being walked by the garbage collector until
+the next batch. A writer greenlet stores the rows in batches every FLUSH_INTERVAL; a call
+in flight for PROCESSING_AFTER or more gets a ``processing`` row first, which its final
+row then replaces (upsert), while a shorter one is written once, with a plain insert. A
+full queue drops the row and counts it; a store that is down keeps its rows waiting
+(within the bound) until it is back; close() flushes on shutdown.
 
 SQLite is written from the greenlet itself, in short transactions that never wait in C
 for another worker's lock (app/stores/db.py, cooperative): a thread of gevent's pool cost
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -25,7 +28,7 @@ from gevent.event import Event
 
 from app.plugins import Plugin
 from app.stores.db import is_locked
-from app.stores.logs import LogStore
+from app.stores.logs import WRITE_COLUMNS, LogStore
 
 if TYPE_CHECKING:
     from app.call import Call
@@ -35,9 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("bifrost.logs")
 
 FLUSH_INTERVAL = 0.25  # seconds: a worker killed hard loses at most about this much
-IN_FLIGHT_PATIENCE = 1.0  # seconds in flight before a request gets its `processing` row
 BATCH_MAX = 500
 WRITE_CHUNK = 100  # rows per SQLite transaction: ~2 ms of the event loop at most
+PROCESSING_AFTER = 1.0  # seconds in flight before a request gets a processing row (else one row, when it ends)
 LOCK_RETRY = 0.002  # seconds between tries while another worker holds SQLite's write lock
 LOCK_PATIENCE = 10.0  # then the store counts as down (rows wait in the queue)
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, in a thread
@@ -51,6 +54,14 @@ SEARCH_TEXT_LIMIT = 100_000  # characters of a row's text that are indexed for c
 PARAMS_SKIPPED = frozenset({"messages", "prompt", "tools", "stream", "stream_options", "input"})
 ATTRIBUTION_FIELDS = ("virtual_key_id", "virtual_key_name", "team_id", "team_name", "customer_id", "customer_name")
 _TRUE = frozenset({"1", "true", "yes", "on"})
+# The order in which row_of builds a row's values: the store binds them by position.
+ROW_COLUMNS = ("id", "parent_request_id", "timestamp", "created_at", "object", "provider", "model", "status",
+               "stream", "latency", "cost", "stop_reason", "number_of_retries", "fallback_index", "selected_key_id",
+               "selected_key_name", *ATTRIBUTION_FIELDS, "prompt_tokens", "completion_tokens", "total_tokens",
+               "cached_tokens", "input_history", "output_message", "params", "tools", "error_details", "metadata",
+               "content_summary", "content_hidden", "content")
+if ROW_COLUMNS != WRITE_COLUMNS:  # a column added to the table must be added to row_of too
+    raise RuntimeError(f"row_of builds {ROW_COLUMNS}, the log table takes {WRITE_COLUMNS}")
 
 
 class RequestLogs(Plugin):
@@ -69,9 +80,11 @@ class RequestLogs(Plugin):
         retention = section.get("retention_days")
         self.retention_days = int(retention if retention is not None else client.log_retention_days)
         self.queue_size = int(section.get("queue_size") or DEFAULT_QUEUE_SIZE)
-        self.pending: dict[str, "Call | dict"] = {}  # request id -> the call in flight or its final row
-        self.inflight: list[dict] = []  # rows being written (kept until the store took them)
-        self.ready = 0  # final rows in pending (a batch is due at BATCH_MAX)
+        self.calls: dict[str, "Call"] = {}  # request id -> the call in flight (no row stored yet)
+        self.pending: dict[str, tuple] = {}  # request id -> its final row, waiting for the writer
+        self.shown: set[str] = set()  # ids whose processing row went to the store: their final row is upserted
+        self.inflight: list[tuple] = []  # rows being written (kept until the store took them)
+        self.inflight_fresh = 0  # the first rows of inflight have ids never stored before (plain inserts)
         self.dropped = 0
         self.store_ok: bool | None = None  # None: not tried yet
         self._health: tuple[float, bool] = (0.0, True)
@@ -103,29 +116,30 @@ class RequestLogs(Plugin):
         call.state["logs.hidden"] = hidden
         if call.stream and not hidden:
             call.keep_chunks = True  # for the assembled output
-        if len(self.pending) + len(self.inflight) < self.queue_size:
-            self.pending[call.ctx.request_id] = call
+        if len(self.calls) + len(self.pending) + len(self.inflight) < self.queue_size:
+            self.calls[call.ctx.request_id] = call
 
     def after(self, call: "Call") -> None:
         request_id = call.ctx.request_id
-        if request_id not in self.pending and len(self.pending) + len(self.inflight) >= self.queue_size:
+        # the call's place in the queue passes to its row
+        had_place = self.calls.pop(request_id, None) is not None or request_id in self.pending
+        if not had_place and len(self.calls) + len(self.pending) + len(self.inflight) >= self.queue_size:
             self._count_dropped()
             return
         try:
             row = row_of(call, "final", call.state.get("logs.hidden", self.hide_content))
         except Exception:
             log.exception("request logs: cannot build the row of request %s", request_id)
-            self.pending.pop(request_id, None)
+            self.shown.discard(request_id)
             self._count_dropped()
             return
         self.pending[request_id] = row
-        self.ready += 1
-        if self.ready >= BATCH_MAX:
+        if len(self.pending) >= BATCH_MAX:
             self._wake.set()
 
     def tool_executed(self, record: "ToolExecution") -> None:
         """One MCP tool execution (app/mcp/manager.py listeners, main thread): queued like a request's row."""
-        if len(self.pending) + len(self.inflight) + len(self.mcp_pending) >= self.queue_size:
+        if len(self.calls) + len(self.pending) + len(self.inflight) + len(self.mcp_pending) >= self.queue_size:
             self._count_dropped()
             return
         hidden = self.hide_content or record.arguments is None
@@ -168,7 +182,7 @@ class RequestLogs(Plugin):
                     if removed:
                         log.info("request logs: %d row(s) past retention deleted", removed)
                 self._flush()
-                while stopping and (self.pending or self.inflight or self.mcp_pending):
+                while stopping and (self.pending or self.calls or self.inflight or self.mcp_pending):
                     self._flush()
                 if self.sqlite and time.monotonic() - self._checkpointed >= CHECKPOINT_EVERY:
                     self._checkpointed = time.monotonic()
@@ -176,7 +190,7 @@ class RequestLogs(Plugin):
                 if self.store_ok is False:
                     log.warning("request logs: store reachable again, writing the queued rows")
                 self.store_ok = True
-                delay = 0.0 if self.ready >= BATCH_MAX else FLUSH_INTERVAL
+                delay = 0.0 if len(self.pending) >= BATCH_MAX else FLUSH_INTERVAL
             except Exception as exc:
                 if self.store_ok is not False:
                     log.warning("request logs: store write failed, rows wait in the queue: %s", exc)
@@ -185,7 +199,7 @@ class RequestLogs(Plugin):
                 if schema_ready and self.inflight:
                     self._salvage()
             if stopping:
-                if not (self.pending or self.inflight or self.mcp_pending):
+                if not (self.pending or self.calls or self.inflight or self.mcp_pending):
                     return
                 deadline = deadline or time.monotonic() + 10.0
                 if time.monotonic() > deadline:
@@ -204,44 +218,56 @@ class RequestLogs(Plugin):
                 self.mcp_pending[:0] = rows  # the store is down: they wait with the rest
                 raise
         if not self.inflight:
-            if not self.pending:
-                return
-            rows, waiting, ready = self._take()
-            self.pending, self.ready = waiting, ready  # before any yield: after() may add to pending
-            self.inflight = rows
+            self._take()
         size = WRITE_CHUNK if self.sqlite else BATCH_MAX  # PostgreSQL never holds the event loop
         while self.inflight:  # a chunk the store took leaves inflight at once
-            chunk = self.inflight[:size]
-            self._write(self.writer_store.write, chunk)
+            fresh = self.inflight_fresh > 0
+            chunk = self.inflight[:min(size, self.inflight_fresh) if fresh else size]
+            self._write(self.writer_store.write, chunk, fresh)
             del self.inflight[:len(chunk)]
+            if fresh:
+                self.inflight_fresh -= len(chunk)
             if self.inflight:
                 gevent.sleep(0)  # let requests run between chunks
 
-    def _take(self) -> tuple[list[dict], dict, int]:
-        """Up to BATCH_MAX rows to write, what waits for a later batch, and how many of those are final.
-
-        A request in flight for less than IN_FLIGHT_PATIENCE keeps waiting: most end before
-        the next batch, and writing their ``processing`` row first would store each twice.
-        """
-        now = time.time()
-        patience = 0.0 if self._stopping else IN_FLIGHT_PATIENCE
-        rows: list[dict] = []
-        waiting: dict[str, "Call | dict"] = {}
-        ready = 0
-        for request_id, entry in self.pending.items():
-            final = isinstance(entry, dict)
-            if len(rows) >= BATCH_MAX or (not final and now - entry.started_at < patience):
-                waiting[request_id] = entry
-                ready += final
-            elif final:
-                rows.append(entry)
+    def _take(self) -> None:
+        """The next batch into inflight: finished rows, and a processing row for each call in flight
+        for PROCESSING_AFTER or more (a shorter request is only ever written once, when it ends)."""
+        fresh: list[tuple] = []
+        known: list[tuple] = []
+        shown = self.shown
+        if self.pending:
+            if len(self.pending) <= BATCH_MAX:
+                taken, self.pending = self.pending, {}
+                rows = taken.values()
             else:
+                rows = [self.pending.pop(request_id) for request_id in list(islice(self.pending, BATCH_MAX))]
+            for row in rows:
+                if row[0] in shown:
+                    shown.remove(row[0])
+                    known.append(row)
+                else:
+                    fresh.append(row)
+        if self.calls:
+            if len(shown) > self.queue_size:  # calls that never ended; should one end after all, its plain
+                shown.clear()  # insert meets the processing row and the store upserts that chunk instead
+            cutoff = float("inf") if self._stopping else time.perf_counter() - PROCESSING_AFTER
+            due = []
+            for request_id, call in self.calls.items():  # oldest first
+                if call.ctx.started > cutoff:
+                    break
+                due.append(request_id)
+            for request_id in due:
+                call = self.calls.pop(request_id)
                 try:
-                    rows.append(row_of(entry, "processing", entry.state.get("logs.hidden", self.hide_content)))
+                    fresh.append(row_of(call, "processing", call.state.get("logs.hidden", self.hide_content)))
                 except Exception:
-                    log.exception("request logs: cannot build the row of request %s", entry.ctx.request_id)
+                    log.exception("request logs: cannot build the row of request %s", request_id)
                     self._count_dropped()
-        return rows, waiting, ready
+                    continue
+                shown.add(request_id)
+        self.inflight = fresh + known
+        self.inflight_fresh = len(fresh)
 
     def _salvage(self) -> None:
         """A batch failed while the store answers pings: write it row by row, dropping bad rows."""
@@ -254,16 +280,17 @@ class RequestLogs(Plugin):
             try:
                 self._write(self.writer_store.write, [row])
             except Exception:
-                log.exception("request logs: row of request %s rejected by the store", row.get("id"))
+                log.exception("request logs: row of request %s rejected by the store", row[0])
                 self._count_dropped()
         self.inflight = []
+        self.inflight_fresh = 0
 
-    def _write(self, method, rows: list) -> None:
+    def _write(self, method, rows: list, *args) -> None:
         """One write; while another worker holds SQLite's write lock, wait for it cooperatively."""
         give_up = None
         while True:
             try:
-                return method(rows)
+                return method(rows, *args)
             except Exception as exc:
                 if not (self.sqlite and is_locked(exc)):
                     raise
@@ -313,88 +340,103 @@ def find(plugins: Any) -> RequestLogs | None:
 # -- a Call as a row --------------------------------------------------------------------------
 
 
-def row_of(call: "Call", kind: str, hidden: bool) -> dict:
-    """The stored row of a call; ``kind`` "processing" while it is in flight."""
-    body = call.body if isinstance(call.body, dict) else {}
+def row_of(call: "Call", kind: str, hidden: bool) -> tuple:
+    """The stored row of a call, its values in ``WRITE_COLUMNS`` order; ``kind`` "processing" while in flight.
+
+    A tuple built in place: a dict of the 35 columns and an itemgetter over it cost twice as much.
+    """
+    body = call.body
+    if not isinstance(body, dict):
+        body = {}
     served = call.served
-    last = call.attempts[-1] if call.attempts else None
-    provider = served.provider if served else (last.provider if last else call.target.provider)
-    model = served.model if served else (last.model if last else call.target.model)
-    final = kind == "final"
-    environ = call.ctx.environ
-    row: dict[str, Any] = {
-        "id": call.ctx.request_id,
-        "parent_request_id": environ.get("HTTP_X_BF_PARENT_REQUEST_ID") or None,
-        "timestamp": call.started_at,
-        "created_at": time.time(),
-        "object": call.request_type.replace("_", "."),
-        "provider": provider,
-        "model": model,
-        "status": "processing",
-        "stream": call.stream,
-        "latency": None,
-        "cost": None,
-        "stop_reason": None,
-        "number_of_retries": call.retries,
-        "fallback_index": served.fallback_index if served else (last.fallback_index if last else 0),
-        "selected_key_id": served.key_name if served else (last.key_name if last else None),
-        "selected_key_name": served.key_name if served else (last.key_name if last else None),
-        "virtual_key_id": None, "virtual_key_name": None, "team_id": None, "team_name": None,
-        "customer_id": None, "customer_name": None,
-        "prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "cached_tokens": None,
-        "input_history": None, "output_message": None, "error_details": None, "metadata": None,
-        "params": _dumps({k: v for k, v in body.items() if k not in PARAMS_SKIPPED}),
-        "tools": _dumps(body["tools"]) if body.get("tools") else None,
-        "content_summary": None,
-        "content_hidden": hidden,
-        "content": None,
-    }
-    metadata = call.state.get("logs.metadata")  # e.g. a realtime call's transport, turns, duration
-    if metadata:
-        row["metadata"] = _dumps(metadata)
+    if served:
+        provider, model, fallback_index, key = served.provider, served.model, served.fallback_index, served.key_name
+    elif call.attempts:
+        last = call.attempts[-1]
+        provider, model, fallback_index, key = last.provider, last.model, last.fallback_index, last.key_name
+    else:
+        provider, model, fallback_index, key = call.target.provider, call.target.model, 0, None
+    request_type = call.request_type
+    object_ = _OBJECTS.get(request_type) or _OBJECTS.setdefault(request_type, request_type.replace("_", "."))
     attribution = call.state.get("governance")  # set by governance: virtual key, team, customer ids and names
     if attribution:
-        for name in ATTRIBUTION_FIELDS:
-            if attribution.get(name) is not None:
-                row[name] = str(attribution[name])
-    if final:
-        row["latency"] = round(call.seconds * 1000.0, 3)
-        row["cost"] = call.cost
+        vk_id, vk_name, team_id, team_name, customer_id, customer_name = (
+            None if (value := attribution.get(name)) is None else str(value) for name in ATTRIBUTION_FIELDS)
+    else:
+        vk_id = vk_name = team_id = team_name = customer_id = customer_name = None
+    metadata = call.state.get("logs.metadata")  # e.g. a realtime call's transport, turns, duration
+    prompt = completion = total = cached = latency = cost = error_details = output = stop_reason = None
+    if kind == "final":
+        latency = round(call.seconds * 1000.0, 3)
+        cost = call.cost
         if call.error is not None:
-            row["status"] = "error"
-            row["error_details"] = _dumps(call.error.to_dict())
+            status = "error"
+            error_details = _dumps(call.error.to_dict())
         elif call.cancelled:
-            row["status"] = "error"
-            row["error_details"] = _dumps({"is_bifrost_error": True, "status_code": 499, "type": "request_cancelled",
-                                           "error": {"message": "the client disconnected before the stream ended"}})
+            status = "error"
+            error_details = _CANCELLED
         else:
-            row["status"] = "success"
+            status = "success"
         usage = call.usage
         if usage:
             prompt = int(usage.get("prompt_tokens") or 0)
             completion = int(usage.get("completion_tokens") or 0)
-            row["prompt_tokens"] = prompt
-            row["completion_tokens"] = completion
-            row["total_tokens"] = int(usage.get("total_tokens") or prompt + completion)
-            row["cached_tokens"] = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    inputs = _inputs(call.request_type, body)
-    output, stop_reason = _output(call) if final else (None, None)
-    row["stop_reason"] = stop_reason
-    if not hidden:
-        row["input_history"] = _dumps(inputs)
-        row["output_message"] = _dumps(output) if output is not None else None
-        row["content_summary"] = _summary(inputs)
-        texts = [_text(message.get("content")) for message in inputs]
-        if output is not None:
-            texts.append(_text(output.get("content")))
-            texts.extend(_text((call_.get("function") or {}).get("arguments")) for call_ in output.get("tool_calls") or ())
-        row["content"] = "\n".join(t for t in texts if t)[:SEARCH_TEXT_LIMIT]
-    return row
+            total = int(usage.get("total_tokens") or prompt + completion)
+            cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        output, stop_reason = _output(call)
+    else:
+        status = "processing"
+    if hidden:
+        input_history = output_message = summary = content = None
+    else:
+        inputs = _inputs(body)
+        texts = []
+        summary = None
+        for message in inputs:
+            value = message.get("content")
+            text = value if type(value) is str else _text(value)
+            if text:
+                texts.append(text)
+            if message.get("role") == "user":
+                summary = text
+        if summary is not None and len(summary) > SUMMARY_LIMIT:
+            summary = summary[:SUMMARY_LIMIT] + "..."
+        input_history = _dumps(inputs)
+        if output is None:
+            output_message = None
+        else:
+            output_message = _dumps(output)
+            value = output.get("content")
+            text = value if type(value) is str else _text(value)
+            if text:
+                texts.append(text)
+            for tool_call in output.get("tool_calls") or ():
+                text = _text((tool_call.get("function") or {}).get("arguments"))
+                if text:
+                    texts.append(text)
+        content = "\n".join(texts)
+        if len(content) > SEARCH_TEXT_LIMIT:
+            content = content[:SEARCH_TEXT_LIMIT]
+    tools = body.get("tools")
+    return (
+        call.ctx.request_id, call.ctx.environ.get("HTTP_X_BF_PARENT_REQUEST_ID") or None, call.started_at,
+        time.time(), object_, provider, model, status, call.stream, latency, cost, stop_reason,
+        max(0, len(call.attempts) - 1), fallback_index, key, key,
+        vk_id, vk_name, team_id, team_name, customer_id, customer_name,
+        prompt, completion, total, cached,
+        input_history, output_message, _dumps({k: v for k, v in body.items() if k not in PARAMS_SKIPPED}),
+        _dumps(tools) if tools else None, error_details, _dumps(metadata) if metadata else None,
+        summary, hidden, content,
+    )
 
 
-def _inputs(request_type: str, body: dict) -> list[dict]:
+def _inputs(body: dict) -> list[dict]:
     if "messages" in body:
-        return [m for m in body["messages"] if isinstance(m, dict)]
+        messages = body["messages"]
+        for message in messages:
+            if not isinstance(message, dict):
+                return [m for m in messages if isinstance(m, dict)]
+        return messages
     prompt = body.get("prompt", body.get("input"))
     if prompt is None:
         return []
@@ -468,17 +510,14 @@ def _text(content: Any) -> str:
     return str(content)
 
 
-def _summary(inputs: list[dict]) -> str | None:
-    for message in reversed(inputs):
-        if message.get("role") == "user":
-            text = _text(message.get("content"))
-            return text if len(text) <= SUMMARY_LIMIT else text[:SUMMARY_LIMIT] + "..."
-    return None
-
-
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
 def _dumps_text(value: Any) -> str:
     return _dumps(value)
+
+
+_OBJECTS: dict[str, str] = {}  # request type -> the row's "object" (chat_completion -> chat.completion)
+_CANCELLED = _dumps({"is_bifrost_error": True, "status_code": 499, "type": "request_cancelled",
+                     "error": {"message": "the client disconnected before the stream ended"}})

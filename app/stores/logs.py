@@ -8,8 +8,8 @@ The JSON shape of a row is logs-api.md's; ``to_json`` builds it.
 from __future__ import annotations
 
 import logging
-import operator
 import re
+import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,14 +66,19 @@ logs = Table(
     Column("content", Text),  # the searchable text (input and output), never returned
     Index("ix_logs_timestamp", "timestamp"),
     Index("ix_logs_provider_model", "provider", "model"),
-    Index("ix_logs_status", "status"),
     # Partial: most rows have neither, and a row that is not indexed costs nothing to write
     # (a sixth of a row's write); `= x` and `IN (...)` filters still use them.
     *(Index(f"ix_logs_{name}_set", column, sqlite_where=text(f"{column} IS NOT NULL"),
             postgresql_where=text(f"{column} IS NOT NULL"))
       for name, column in (("parent", "parent_request_id"), ("virtual_key", "virtual_key_id"))),
+    # Likewise only the rows that did not succeed: a status filter without "success" adds
+    # UNFINISHED_OR_FAILED to its query so that SQLite sees it may use it.
+    Index("ix_logs_status_unsuccessful", "status", sqlite_where=text("status <> 'success'"),
+          postgresql_where=text("status <> 'success'")),
 )
-_REPLACED_INDEXES = ("ix_logs_parent", "ix_logs_virtual_key")  # full indexes of earlier versions
+# Full indexes of earlier versions
+_REPLACED_INDEXES = ("ix_logs_parent", "ix_logs_virtual_key", "ix_logs_status")
+UNFINISHED_OR_FAILED = text("logs.status <> 'success'")  # the partial status index's condition, word for word
 # MCP tool executions (/v1/mcp/tool/execute, agent mode, /mcp): a table of their own, as the
 # reference keeps them apart from the request logs (GET /api/logs/mcp); request_id joins the two.
 mcp_logs = Table(
@@ -96,7 +101,7 @@ mcp_logs = Table(
 )
 JSON_COLUMNS = ("input_history", "output_message", "params", "tools", "error_details", "metadata")
 CONTENT_COLUMNS = ("input_history", "output_message", "content_summary")
-WRITE_COLUMNS = tuple(c.name for c in logs.columns if c.name != "seq")
+WRITE_COLUMNS = tuple(str(c.name) for c in logs.columns if c.name != "seq")  # plain str: orjson keys
 SORT_COLUMNS = {"timestamp": logs.c.timestamp, "latency": logs.c.latency, "tokens": logs.c.total_tokens,
                 "cost": logs.c.cost}
 _TOKENS = re.compile(r"[^\W_]+")
@@ -175,6 +180,8 @@ class LogStore:
                     conn.exec_driver_sql(f'ALTER TABLE logs ADD COLUMN "{column.name}" {kind}')
             for name in _REPLACED_INDEXES:
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+            for index in (*logs.indexes, *mcp_logs.indexes):  # create_all makes them only with a new table
+                index.create(conn, checkfirst=True)
             for statement in _PG_FTS if self.postgres else _SQLITE_FTS:
                 conn.exec_driver_sql(statement)
 
@@ -184,22 +191,38 @@ class LogStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def write(self, rows: Sequence[dict]) -> None:
-        """Upsert rows by id; a ``processing`` row never replaces a finished one."""
+    def write(self, rows: Sequence[tuple], fresh: bool = False) -> None:
+        """Upsert rows (values in WRITE_COLUMNS order) by id; a ``processing`` row never replaces a finished one.
+
+        ``fresh``: the writer has not stored these ids before, so on SQLite they are inserted
+        without the upsert (a tenth of a row's write); should one be there after all (a client
+        that sent an x-request-id twice), the chunk is upserted instead.
+        """
         if not rows:
             return
         with self.engine.begin() as conn:
             if self.postgres:
                 # The whole batch as one JSON parameter: pg8000's executemany is a round trip per
                 # row, and a multi-row VALUES costs more to compile than to run.
-                unique = list({row["id"]: row for row in rows}.values())  # ON CONFLICT touches a row once
-                conn.execute(_PG_UPSERT, {"rows": orjson.dumps(unique).decode()})
-            else:
-                # The write lock first, so the rows after `last` are exactly this batch's new ones.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                last = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM logs").scalar()
-                conn.exec_driver_sql(_SQLITE_UPSERT, [_row_values(row) for row in rows])
-                conn.exec_driver_sql(_SQLITE_INDEX_NEW, (last,))
+                unique = {row[0]: row for row in rows}.values()  # ON CONFLICT touches a row once
+                conn.execute(_PG_UPSERT, {"rows": orjson.dumps(list(unique)).decode()})
+                return
+            # The write lock first, so the rows after `last` are exactly this batch's new ones.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            cursor = conn.connection.dbapi_connection.cursor()
+            last = cursor.execute("SELECT coalesce(max(seq), 0) FROM logs").fetchone()[0]
+            if fresh:
+                cursor.execute("SAVEPOINT fresh")
+                try:
+                    cursor.executemany(_SQLITE_INSERT, rows)
+                except sqlite3.IntegrityError:
+                    cursor.execute("ROLLBACK TO fresh")
+                    fresh = False
+                cursor.execute("RELEASE fresh")
+            if not fresh:
+                cursor.executemany(_SQLITE_UPSERT, rows)
+            cursor.execute(_SQLITE_INDEX_NEW, (last,))
+            cursor.close()
 
     def checkpoint(self) -> None:
         """Move SQLite's write-ahead log into the database file (PASSIVE: never waits for readers)."""
@@ -337,6 +360,8 @@ class LogStore:
     def _conditions(self, f: LogFilter) -> list:
         c = logs.c
         conditions: list = []
+        if f.status and "success" not in f.status:
+            conditions.append(UNFINISHED_OR_FAILED)
         for values, column in ((f.providers, c.provider), (f.models, c.model), (f.status, c.status),
                                (f.objects, c.object), (f.stop_reasons, c.stop_reason),
                                (f.selected_key_ids, c.selected_key_id), (f.virtual_key_ids, c.virtual_key_id),
@@ -374,20 +399,29 @@ _COLUMNS = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
 # Plain DB-API text, run by exec_driver_sql: the writer binds rows without SQLAlchemy's
 # per-row parameter processing, and by position (named parameters cost sqlite3 a string and a
 # lookup per column per row: a quarter of the write).
-_row_values = operator.itemgetter(*WRITE_COLUMNS)
+_SQLITE_INSERT = f"INSERT INTO logs ({_COLUMNS}) VALUES ({', '.join('?' * len(WRITE_COLUMNS))})"
 _SQLITE_UPSERT = (
-    f"INSERT INTO logs ({_COLUMNS}) VALUES ({', '.join('?' * len(WRITE_COLUMNS))}) "
-    "ON CONFLICT (id) DO UPDATE SET "
+    f"{_SQLITE_INSERT} ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f'"{name}" = excluded."{name}"' for name in WRITE_COLUMNS if name != "id")
     + " WHERE logs.status = 'processing' OR excluded.status <> 'processing'"
 )
 _SQLITE_INDEX_NEW = "INSERT INTO logs_fts(rowid, content) SELECT seq, content FROM logs WHERE seq > ?"
+_PG_TYPES = {Float: "float8", Integer: "bigint", BigInteger: "bigint", Boolean: "boolean"}
+# The batch is one JSON array of row arrays (as written: no keys to build, send and parse), each
+# value cast from text; strings to text, so that too long a value fails instead of being cut.
+_PG_VALUES = ", ".join(
+    f"(r ->> {i})::{_PG_TYPES.get(type(logs.c[name].type), 'text')}" for i, name in enumerate(WRITE_COLUMNS))
 _PG_UPSERT = text(
-    f"INSERT INTO logs ({_COLUMNS}) SELECT {_COLUMNS} FROM json_populate_recordset(NULL::logs, CAST(:rows AS json)) "
+    f"INSERT INTO logs ({_COLUMNS}) SELECT {_PG_VALUES} FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in WRITE_COLUMNS if name != "id")
     + " WHERE logs.status = 'processing' OR EXCLUDED.status <> 'processing'"
 )
+
+
+def row_dict(row: Sequence) -> dict:
+    """A row as written (WRITE_COLUMNS order) by column name."""
+    return dict(zip(WRITE_COLUMNS, row))
 
 
 def _stats(found: Sequence) -> dict:

@@ -12,7 +12,7 @@ from app.context import RequestContext
 from app.engine import Served
 from app.plugins.request_logs import row_of
 from app.schemas import Target
-from app.stores.logs import LogFilter, LogStore
+from app.stores.logs import LogFilter, LogStore, row_dict
 from tests.pg import postgres_store, scratch_database
 
 
@@ -113,7 +113,7 @@ def test_a_stream_is_assembled_with_its_tool_calls():
     ]
     call.usage = call.chunks[-1]["usage"]
     call.finished_at = time.perf_counter()
-    row = row_of(call, "final", False)
+    row = row_dict(row_of(call, "final", False))
     import orjson
 
     assert orjson.loads(row["output_message"]) == {
@@ -129,10 +129,10 @@ def test_text_completion_and_hidden_content():
     call.request_type = "text_completion"
     call.reply = {"choices": [{"text": " there was a gateway", "finish_reason": "length"}]}
     call.finished_at = time.perf_counter()
-    row = row_of(call, "final", False)
+    row = row_dict(row_of(call, "final", False))
     assert row["object"] == "text.completion" and row["stop_reason"] == "length"
     assert "gateway" in row["content"] and row["content_summary"] == "once upon a time"
-    hidden = row_of(call, "final", True)
+    hidden = row_dict(row_of(call, "final", True))
     assert hidden["content"] is None and hidden["input_history"] is None and hidden["content_hidden"] is True
 
 
@@ -147,3 +147,127 @@ def test_attribution_from_an_earlier_plugin_fills_the_virtual_key_columns(tmp_pa
         "vk-1", "team red", "t1", None)
     assert store.search(LogFilter(virtual_key_ids=["vk-1"]), "timestamp", "desc", 10, 0)[1] == 1
     assert store.filterdata()["virtual_keys"] == [{"id": "vk-1", "name": "team red"}]
+
+
+# The log table, text index and triggers as an earlier version made them (full parent and virtual key
+# indexes, a text-index trigger per inserted row), with two rows it wrote.
+EARLIER_SCHEMA = (
+    "CREATE TABLE logs (seq INTEGER NOT NULL, id VARCHAR(255) NOT NULL, parent_request_id VARCHAR(255), "
+    "timestamp FLOAT NOT NULL, created_at FLOAT NOT NULL, object VARCHAR(64), provider VARCHAR(64), "
+    "model VARCHAR(255), status VARCHAR(16) NOT NULL, stream BOOLEAN NOT NULL, latency FLOAT, cost FLOAT, "
+    "stop_reason VARCHAR(64), number_of_retries INTEGER NOT NULL, fallback_index INTEGER NOT NULL, "
+    "selected_key_id VARCHAR(255), selected_key_name VARCHAR(255), virtual_key_id VARCHAR(255), "
+    "virtual_key_name VARCHAR(255), team_id VARCHAR(255), team_name VARCHAR(255), customer_id VARCHAR(255), "
+    "customer_name VARCHAR(255), prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER, "
+    "cached_tokens INTEGER, input_history TEXT, output_message TEXT, params TEXT, tools TEXT, error_details TEXT, "
+    "metadata TEXT, content_summary TEXT, content_hidden BOOLEAN NOT NULL, content TEXT, PRIMARY KEY (seq), "
+    "UNIQUE (id))",
+    "CREATE INDEX ix_logs_timestamp ON logs (timestamp)",
+    "CREATE INDEX ix_logs_provider_model ON logs (provider, model)",
+    "CREATE INDEX ix_logs_status ON logs (status)",
+    "CREATE INDEX ix_logs_parent ON logs (parent_request_id)",
+    "CREATE INDEX ix_logs_virtual_key ON logs (virtual_key_id)",
+    "CREATE VIRTUAL TABLE logs_fts USING fts5(content, content='logs', content_rowid='seq', detail=none, "
+    "columnsize=0)",
+    "CREATE TRIGGER logs_fts_insert AFTER INSERT ON logs BEGIN "
+    "INSERT INTO logs_fts(rowid, content) VALUES (new.seq, new.content); END",
+    "CREATE TRIGGER logs_fts_delete AFTER DELETE ON logs BEGIN "
+    "INSERT INTO logs_fts(logs_fts, rowid, content) VALUES ('delete', old.seq, old.content); END",
+    "CREATE TRIGGER logs_fts_update AFTER UPDATE OF content ON logs BEGIN "
+    "INSERT INTO logs_fts(logs_fts, rowid, content) VALUES ('delete', old.seq, old.content); "
+    "INSERT INTO logs_fts(rowid, content) VALUES (new.seq, new.content); END",
+    "INSERT INTO logs (id, parent_request_id, timestamp, created_at, status, stream, number_of_retries, "
+    "fallback_index, virtual_key_id, input_history, content_hidden, content) VALUES "
+    "('old-1', 'parent-1', 1000.0, 1000.0, 'success', 0, 0, 0, 'vk-old', '[]', 0, 'an old walrus'), "
+    "('old-2', NULL, 2000.0, 2000.0, 'processing', 0, 0, 0, NULL, '[]', 0, 'a slow narwhal')",
+)
+
+
+def _fts_consistent(path) -> bool:
+    """FTS5's own check that the text index matches logs.content (raises when it does not)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("INSERT INTO logs_fts(logs_fts, rank) VALUES ('integrity-check', 1)")
+        return True
+    finally:
+        conn.close()
+
+
+def test_an_earlier_log_database_is_upgraded_and_keeps_its_rows_searchable(tmp_path):
+    path = tmp_path / "logs.db"
+    earlier = create_engine(f"sqlite:///{path}")
+    with earlier.begin() as conn:
+        for statement in EARLIER_SCHEMA:
+            conn.exec_driver_sql(statement)
+    earlier.dispose()
+    section = {"type": "sqlite", "config": {"path": str(path)}}
+    store = LogStore(section)
+    store.ensure_schema()
+    store.ensure_schema()  # every start-up runs it again
+    with store.engine.connect() as conn:
+        found = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+                                          "AND tbl_name = 'logs'").all())
+    assert not {"ix_logs_parent", "ix_logs_virtual_key", "ix_logs_status", "logs_fts_insert"} & set(found)
+    assert "IS NOT NULL" in found["ix_logs_parent_set"] and "IS NOT NULL" in found["ix_logs_virtual_key_set"]
+    assert "status <> 'success'" in found["ix_logs_status_unsuccessful"]
+
+    def search(**where) -> set[str]:
+        return {row["id"] for row in store.search(LogFilter(**where), "timestamp", "desc", 10, 0)[0]}
+
+    assert search(content_search="walrus") == {"old-1"} and search(content_search="narwhal") == {"old-2"}
+    assert search(parent_request_id="parent-1") == {"old-1"} and search(virtual_key_ids=["vk-old"]) == {"old-1"}
+    assert search(status=["processing"]) == {"old-2"} and search(status=["success"]) == {"old-1"}
+    writer = LogStore(section, cooperative=True)
+    new = a_call("new-1", body={"messages": [{"role": "user", "content": "a new walrus"}]})
+    writer.write([row_of(new, "final", False)], True)
+    late = a_call("old-2", body={"messages": [{"role": "user", "content": "a slow narwhal"}]})
+    late.reply = {"choices": [{"message": {"role": "assistant", "content": "finally tusks"}, "finish_reason": "stop"}]}
+    late.finished_at = time.perf_counter()
+    writer.write([row_of(late, "final", False)])  # the earlier version's processing row, now finished
+    assert search(content_search="walrus") == {"old-1", "new-1"} and search(content_search="tusks") == {"old-2"}
+    assert store.get("old-2")["status"] == "success"
+    assert store.delete(["old-1"]) == 1 and search(content_search="walrus") == {"new-1"}
+    assert _fts_consistent(path)
+
+
+def test_a_fresh_row_whose_id_is_stored_already_replaces_it(section):
+    """The writer inserts rows it never stored without the upsert; a client may send one request id twice."""
+    store = LogStore(section)
+    store.ensure_schema()
+    writer = LogStore(section, cooperative=True) if section["type"] == "sqlite" else store
+    first = a_call("twice", body={"messages": [{"role": "user", "content": "first walrus"}]})
+    other = a_call("once", body={"messages": [{"role": "user", "content": "another walrus"}]})
+    writer.write([row_of(first, "processing", False), row_of(other, "processing", False)], True)
+    second = a_call("twice", body={"messages": [{"role": "user", "content": "second narwhal"}]})
+    second.finished_at = time.perf_counter()
+    third = a_call("new", body={"messages": [{"role": "user", "content": "third narwhal"}]})
+    writer.write([row_of(third, "processing", False), row_of(second, "final", False)], True)
+    assert store.get("twice")["status"] == "success" and store.get("new") is not None
+    assert store.get("twice")["input_history"] == [{"role": "user", "content": "second narwhal"}]
+
+    def total(words: str) -> int:
+        return store.search(LogFilter(content_search=words), "timestamp", "desc", 10, 0)[1]
+
+    assert (total("walrus"), total("narwhal"), total("first"), total("second")) == (1, 2, 0, 1)
+    if section["type"] == "sqlite":
+        assert _fts_consistent(section["config"]["path"])
+
+
+def test_the_indexes_of_an_earlier_version_are_replaced_at_start_up(section):
+    from sqlalchemy import inspect
+
+    store = LogStore(section)
+    store.ensure_schema()
+    with store.engine.begin() as conn:  # as an earlier version left them: full status and parent indexes
+        conn.exec_driver_sql("DROP INDEX ix_logs_status_unsuccessful")
+        conn.exec_driver_sql("DROP INDEX ix_logs_parent_set")
+        conn.exec_driver_sql("CREATE INDEX ix_logs_status ON logs (status)")
+        conn.exec_driver_sql("CREATE INDEX ix_logs_parent ON logs (parent_request_id)")
+    store.ensure_schema()
+    with store.engine.connect() as conn:
+        names = {index["name"] for index in inspect(conn).get_indexes("logs")}
+    assert {"ix_logs_status_unsuccessful", "ix_logs_parent_set", "ix_logs_virtual_key_set", "ix_logs_timestamp",
+            "ix_logs_provider_model"} <= names
+    assert not {"ix_logs_status", "ix_logs_parent"} & names

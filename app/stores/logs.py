@@ -111,14 +111,21 @@ _SQLITE_FTS = (
     # detail=none: no positions (a fifth less work per row); a search is an AND of single words
     "CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(content, content='logs', content_rowid='seq', "
     "detail=none, columnsize=0)",
-    # New rows are indexed by the writer, one INSERT ... SELECT per batch (LogStore.write):
-    # a trigger per row costs twice the row itself. Updates and deletes keep their triggers.
+    # New and upserted rows are indexed by the writer, a statement or two per batch
+    # (LogStore.write): a trigger costs per row twice the new row itself, and ten times the
+    # batch statement for an updated one. The update trigger stays for any other writer (an
+    # earlier version's worker still flushing its queue while new ones start), which never
+    # sets logs_fts_writer.batched; deletes (retention, DELETE /api/logs) keep theirs.
     "DROP TRIGGER IF EXISTS logs_fts_insert",
-    "CREATE TRIGGER IF NOT EXISTS logs_fts_delete AFTER DELETE ON logs BEGIN "
-    "INSERT INTO logs_fts(logs_fts, rowid, content) VALUES ('delete', old.seq, old.content); END",
-    "CREATE TRIGGER IF NOT EXISTS logs_fts_update AFTER UPDATE OF content ON logs BEGIN "
+    "CREATE TABLE IF NOT EXISTS logs_fts_writer (batched INTEGER NOT NULL)",
+    "INSERT INTO logs_fts_writer (batched) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM logs_fts_writer)",
+    "DROP TRIGGER IF EXISTS logs_fts_update",  # the unconditional one of earlier versions
+    "CREATE TRIGGER logs_fts_update AFTER UPDATE OF content ON logs "
+    "WHEN (SELECT batched FROM logs_fts_writer) = 0 BEGIN "
     "INSERT INTO logs_fts(logs_fts, rowid, content) VALUES ('delete', old.seq, old.content); "
     "INSERT INTO logs_fts(rowid, content) VALUES (new.seq, new.content); END",
+    "CREATE TRIGGER IF NOT EXISTS logs_fts_delete AFTER DELETE ON logs BEGIN "
+    "INSERT INTO logs_fts(logs_fts, rowid, content) VALUES ('delete', old.seq, old.content); END",
 )
 # A stored tsvector column rather than an expression index: ANALYZE then knows how common a
 # word is, so the planner takes the GIN index instead of walking the timestamp index.
@@ -219,8 +226,13 @@ class LogStore:
                     cursor.execute("ROLLBACK TO fresh")
                     fresh = False
                 cursor.execute("RELEASE fresh")
-            if not fresh:
+            if not fresh:  # the rows these ids have leave the text index, and come back as they are now
+                ids = orjson.dumps([row[0] for row in rows]).decode()
+                cursor.execute("UPDATE logs_fts_writer SET batched = 1")  # the update trigger stands aside
+                cursor.execute(_SQLITE_UNINDEX_IDS, (ids,))
                 cursor.executemany(_SQLITE_UPSERT, rows)
+                cursor.execute(_SQLITE_REINDEX_IDS, (ids, last))
+                cursor.execute("UPDATE logs_fts_writer SET batched = 0")
             cursor.execute(_SQLITE_INDEX_NEW, (last,))
             cursor.close()
 
@@ -406,6 +418,10 @@ _SQLITE_UPSERT = (
     + " WHERE logs.status = 'processing' OR excluded.status <> 'processing'"
 )
 _SQLITE_INDEX_NEW = "INSERT INTO logs_fts(rowid, content) SELECT seq, content FROM logs WHERE seq > ?"
+_SQLITE_UNINDEX_IDS = ("INSERT INTO logs_fts(logs_fts, rowid, content) SELECT 'delete', seq, content FROM logs "
+                       "WHERE id IN (SELECT value FROM json_each(?))")
+_SQLITE_REINDEX_IDS = ("INSERT INTO logs_fts(rowid, content) SELECT seq, content FROM logs "
+                       "WHERE id IN (SELECT value FROM json_each(?)) AND seq <= ?")  # newer ones: INDEX_NEW
 _PG_TYPES = {Float: "float8", Integer: "bigint", BigInteger: "bigint", Boolean: "boolean"}
 # The batch is one JSON array of row arrays (as written: no keys to build, send and parse), each
 # value cast from text; strings to text, so that too long a value fails instead of being cut.

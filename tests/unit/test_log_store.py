@@ -86,6 +86,8 @@ def test_processing_then_final_and_never_back(section):
     assert row["params"] == {"temperature": 0.2}
     assert store.search(LogFilter(content_search="walrus"), "timestamp", "desc", 10, 0)[1] == 1
     assert store.search(LogFilter(content_search="here"), "timestamp", "desc", 10, 0)[1] == 1  # the output, updated
+    if section["type"] == "sqlite":
+        assert _fts_consistent(section["config"]["path"])
 
 
 def test_retention_deletes_only_old_rows(section):
@@ -210,6 +212,7 @@ def test_an_earlier_log_database_is_upgraded_and_keeps_its_rows_searchable(tmp_p
         found = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
                                           "AND tbl_name = 'logs'").all())
     assert not {"ix_logs_parent", "ix_logs_virtual_key", "ix_logs_status", "logs_fts_insert"} & set(found)
+    assert "logs_fts_writer" in found["logs_fts_update"]  # stands aside while the writer indexes a batch itself
     assert "IS NOT NULL" in found["ix_logs_parent_set"] and "IS NOT NULL" in found["ix_logs_virtual_key_set"]
     assert "status <> 'success'" in found["ix_logs_status_unsuccessful"]
 
@@ -230,6 +233,14 @@ def test_an_earlier_log_database_is_upgraded_and_keeps_its_rows_searchable(tmp_p
     assert store.get("old-2")["status"] == "success"
     assert store.delete(["old-1"]) == 1 and search(content_search="walrus") == {"new-1"}
     assert _fts_consistent(path)
+    # an earlier version's worker, still flushing while new ones start, updates rows its own way
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE logs SET status = 'success', content = 'a new walrus and a manatee' WHERE id = 'new-1'")
+    conn.commit()
+    conn.close()
+    assert search(content_search="manatee") == {"new-1"} and _fts_consistent(path)
 
 
 def test_a_fresh_row_whose_id_is_stored_already_replaces_it(section):
@@ -251,6 +262,11 @@ def test_a_fresh_row_whose_id_is_stored_already_replaces_it(section):
         return store.search(LogFilter(content_search=words), "timestamp", "desc", 10, 0)[1]
 
     assert (total("walrus"), total("narwhal"), total("first"), total("second")) == (1, 2, 0, 1)
+    fourth = a_call("both", body={"messages": [{"role": "user", "content": "fourth dugong"}]})
+    fourth.reply = {"choices": [{"message": {"role": "assistant", "content": "sea cow"}, "finish_reason": "stop"}]}
+    fourth.finished_at = time.perf_counter()
+    writer.write([row_of(fourth, "processing", False), row_of(fourth, "final", False)])  # one id twice in a batch
+    assert store.get("both")["status"] == "success" and (total("dugong"), total("cow")) == (1, 1)
     if section["type"] == "sqlite":
         assert _fts_consistent(section["config"]["path"])
 

@@ -34,10 +34,16 @@ def _plugin(tmp_path) -> RequestLogs:
     return RequestLogs(config)
 
 
-def _finished(plugin: RequestLogs, request_id: str, words: str) -> None:
+def _started(plugin: RequestLogs, request_id: str, words: str) -> Call:
+    """A chat request in flight: the plugin's before hook has seen it."""
     call = Call("chat_completion", False, {"messages": [{"role": "user", "content": words}]},
                 Target("openai", "gpt-4o-mini"), [], RequestContext(request_id=request_id, environ={}))
     plugin.before(call)
+    return call
+
+
+def _finished(plugin: RequestLogs, request_id: str, words: str) -> None:
+    call = _started(plugin, request_id, words)
     call.served = Served("openai", "gpt-4o-mini", 0, "k", 0)
     call.reply = {"choices": [{"message": {"role": "assistant", "content": f"reply to {request_id}"},
                                "finish_reason": "stop"}]}
@@ -87,9 +93,7 @@ def test_another_process_holding_the_write_lock_delays_rows_without_blocking_the
 def test_a_row_first_written_in_flight_is_reindexed_when_it_ends(tmp_path):
     plugin = _plugin(tmp_path)
     try:
-        call = Call("chat_completion", False, {"messages": [{"role": "user", "content": "narwhal question"}]},
-                    Target("openai", "gpt-4o-mini"), [], RequestContext(request_id="long", environ={}))
-        plugin.before(call)
+        call = _started(plugin, "long", "narwhal question")
         plugin._wake.set()
         assert _wait_for(lambda: (plugin.store.get("long") or {}).get("status") == "processing", 5)
         call.served = Served("openai", "gpt-4o-mini", 0, "k", 0)
@@ -112,9 +116,7 @@ def test_a_row_first_written_in_flight_is_reindexed_when_it_ends(tmp_path):
 def test_a_short_request_is_written_once_when_it_ends(tmp_path):
     plugin = _plugin(tmp_path)
     try:
-        call = Call("chat_completion", False, {"messages": [{"role": "user", "content": "quick question"}]},
-                    Target("openai", "gpt-4o-mini"), [], RequestContext(request_id="quick", environ={}))
-        plugin.before(call)
+        call = _started(plugin, "quick", "quick question")
         for _ in range(3):  # batches while it is in flight, for less than PROCESSING_AFTER
             plugin._wake.set()
             gevent.sleep(0.1)
